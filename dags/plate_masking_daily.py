@@ -1,0 +1,93 @@
+"""
+### Plate masking, daily
+
+Hides the licence plates in the photos uploaded on one site-local day.
+
+```
+plan_uploads ──► mask_car (one task per car, labelled with its car id) ──► finish_day
+ PostgresHook     backup → detect → mask + banner → verify → tracking part   marks cars done,
+ upload_db                                                                   Chatwork summary
+```
+
+* **Schedule**: the run for day D starts when D ends (Asia/Tokyo by default) and processes D;
+  `airflow backfill create --dag-id plate_masking_daily --from-date ... --to-date ...` does past days.
+* **Manual run**: the `date` field picks the day (empty: the run's logical date, else today);
+  `force` reprocesses photos that are already done. Otherwise only new, changed or unfinished
+  photos are processed, so running a day twice is safe and cheap.
+* **A red car**: fix the cause, then *Clear* that `mask_car` task **with downstream** so
+  `finish_day` updates the day's tracking file and summary.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+
+import pendulum
+from airflow.sdk import CronDataIntervalTimetable, Param, TriggerRule, dag, task
+
+from platemask_airflow.notifiers import ChatworkNotifier
+from platemask_airflow.operators import PlateMaskOperator
+
+SITE_TIMEZONE = os.environ.get("PLATEMASK_TIMEZONE", "Asia/Tokyo")
+UPLOADS_SQL = Path(__file__).parents[1] / "include" / "sql" / "day_uploads.sql"
+
+
+@dag(
+    dag_id=Path(__file__).stem,
+    schedule=CronDataIntervalTimetable("0 0 * * *", timezone=SITE_TIMEZONE),
+    start_date=pendulum.datetime(2026, 1, 1, tz=SITE_TIMEZONE),
+    catchup=False,
+    max_active_runs=1,
+    default_args={
+        "retries": 3,
+        "retry_delay": dt.timedelta(seconds=30),
+        "retry_exponential_backoff": 2.0,
+        "max_retry_delay": dt.timedelta(minutes=10),
+    },
+    params={
+        "date": Param(
+            None,
+            type=["null", "string"],
+            format="date",
+            title="Day to process",
+            description="Site-local upload day, YYYY-MM-DD. Empty: the run's logical date, or today.",
+        ),
+        "force": Param(
+            False,
+            type="boolean",
+            title="Reprocess finished photos",
+            description="Process every photo of the day again, including those already done.",
+        ),
+    },
+    tags=["platemask"],
+    doc_md=__doc__,
+)
+def plate_masking_daily() -> None:
+    @task(
+        multiple_outputs=True,
+        on_failure_callback=ChatworkNotifier(
+            text="[info][title]🚗 ナンバープレート処理: 失敗[/title]{{ dag.dag_id }}: "
+            "the day's uploads could not be planned ({{ ti.task_id }}). {{ ti.log_url }}[/info]"
+        ),
+    )
+    def plan_uploads(params: dict, logical_date: dt.datetime | None = None) -> dict:
+        """Read the day's uploads and write the work of each car into the tracking file."""
+        from platemask_airflow.daily import plan
+
+        return plan(UPLOADS_SQL, params["date"], logical_date, force=params["force"])
+
+    @task(trigger_rule=TriggerRule.ALL_DONE)
+    def finish_day(day_plan: dict) -> dict:
+        """Mark complete cars done, send the Chatwork summary, fail if any photo failed."""
+        from platemask_airflow.daily import finish
+
+        return finish(day_plan)
+
+    day_plan = plan_uploads()
+    masked = PlateMaskOperator.partial(task_id="mask_car", day=day_plan["date"], map_index_template="{{ car_label }}")
+    masked.expand(car_ids=day_plan["batches"]) >> finish_day(day_plan)
+
+
+plate_masking_daily()

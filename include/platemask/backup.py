@@ -1,0 +1,95 @@
+"""Spec rule 1: back up each original once, and start every run from the clean original.
+
+A backup is created atomically and only if absent, so two workers racing on one photo cannot
+clobber it. When the photo on storage differs from its backup, three cases exist: it is the
+backup itself, it is our own banner output of that backup (put the backup back), or staff
+uploaded a new photo (keep the old backup under ``.history/`` and back up the new one — never
+silently revert a new upload).
+"""
+
+from __future__ import annotations
+
+import logging
+import posixpath
+from collections.abc import Collection
+from dataclasses import dataclass
+
+from platemask.config import Limits
+from platemask.errors import BackupError, MissingFileError
+from platemask.images import inspect, output_source, sha256
+from platemask.paths import PhotoPaths
+from platemask.storage import Storage
+
+__all__ = ["CleanOriginal", "history_path", "prepare_original"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CleanOriginal:
+    """The pristine bytes to process, identical to the (now existing) backup."""
+
+    data: bytes
+    sha256: str
+    backup_created: bool = False
+    restored: bool = False
+    archived_backup: str | None = None
+
+
+def history_path(paths: PhotoPaths, backup_sha256: str) -> str:
+    """Where a superseded backup is kept when staff upload a new version of a photo."""
+    folder, name = posixpath.split(paths.backup)
+    stem, ext = posixpath.splitext(name)
+    return f"{folder}/.history/{stem}.{backup_sha256[:16]}{ext}"
+
+
+def prepare_original(
+    paths: PhotoPaths,
+    store: Storage,
+    backups: Storage,
+    limits: Limits,
+    *,
+    known_outputs: Collection[str] = (),
+) -> CleanOriginal:
+    """Ensure a backup exists and return the clean original (rule 1).
+
+    ``known_outputs`` are sha256s of outputs a tracking record says we wrote for this photo.
+    """
+    current = store.read(paths.original, max_bytes=limits.max_bytes)
+    backup = _read_backup(paths, backups, limits)
+    if backup is None:
+        inspect(current, limits)  # never make a backup of something we will refuse anyway
+        if backups.create(paths.backup, current):
+            log.debug("Backed up %s", paths.original)
+            return CleanOriginal(current, sha256(current), backup_created=True)
+        backup = _read_backup(paths, backups, limits)  # another worker won the race
+        if backup is None:
+            raise BackupError(f"backup {paths.backup} vanished right after it was created")
+
+    current_sha, backup_sha = sha256(current), sha256(backup)
+    if current_sha == backup_sha:
+        return CleanOriginal(backup, backup_sha)
+    if output_source(current) == backup_sha or current_sha in known_outputs:
+        store.write(paths.original, backup)  # our banner version: put the clean original back
+        return CleanOriginal(backup, backup_sha, restored=True)
+    return _adopt_new_upload(paths, backups, limits, current, backup, backup_sha)
+
+
+def _adopt_new_upload(
+    paths: PhotoPaths, backups: Storage, limits: Limits, current: bytes, backup: bytes, backup_sha: str
+) -> CleanOriginal:
+    inspect(current, limits)  # a broken re-upload must not displace a good backup
+    archive = history_path(paths, backup_sha)
+    backups.create(archive, backup)  # named by content: an existing file holds the same bytes
+    if sha256(backups.read(archive)) != backup_sha:
+        raise BackupError(f"could not keep the previous backup at {archive}; backup left untouched")
+    backups.write(paths.backup, current)
+    log.warning("%s was replaced by a new upload; previous backup kept at %s", paths.original, archive)
+    return CleanOriginal(current, sha256(current), backup_created=True, archived_backup=archive)
+
+
+def _read_backup(paths: PhotoPaths, backups: Storage, limits: Limits) -> bytes | None:
+    try:
+        return backups.read(paths.backup, max_bytes=limits.max_bytes)
+    except MissingFileError:
+        return None

@@ -1,0 +1,222 @@
+"""Settings, read from environment variables (the names of the customer's original script).
+
+Everything configurable lives here, so one table (``VARIABLES``) documents every variable the
+code reads; the README, ``.env.example`` and a test are checked against it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from platemask.errors import ConfigError
+
+__all__ = ["MASK_STYLES", "VARIABLES", "DetectOptions", "Limits", "RenderOptions", "Settings"]
+
+#: Every environment variable platemask reads, with its meaning. Keep in sync with the README.
+VARIABLES: dict[str, str] = {
+    "S3_MOUNT": "Root of the /upfile/... photo paths: a mounted folder, or s3://bucket/prefix for direct S3",
+    "LOG_DIR": "Folder that holds tracking/processed_YYYYMMDD.json (default: $AIRFLOW_HOME/logs or ./logs)",
+    "BACKUP_S3_BUCKET": "When set, backups are server-side S3 copies in this bucket instead of mount copies",
+    "BACKUP_S3_PREFIX": "Name of the backup folder next to each photo (default .backup)",
+    "BACKUP_S3_KEY_PREFIX": "S3 key prefix that S3_MOUNT corresponds to in BACKUP_S3_BUCKET (e.g. webroot)",
+    "AWS_CONN_ID": "Airflow connection used for S3 calls (default aws_default; boto3 defaults without Airflow)",
+    "CHATWORK_API_KEY": "Chatwork API token; with CHATWORK_ROOM_ID enables the daily summary",
+    "CHATWORK_ROOM_ID": "Chatwork room that receives the summaries",
+    "CHATWORK_API_URL": "Chatwork API base URL (default https://api.chatwork.com/v2)",
+    "PLATE_MODEL": "Plate model ultralytics loads (.pt, .onnx, OpenVINO dir); built-in default when unset",
+    "PLATEMASK_TIMEZONE": "Site time zone that defines a calendar day (default Asia/Tokyo)",
+    "PLATEMASK_CONF": "Detection confidence threshold (default 0.10; lower hides more)",
+    "PLATEMASK_PADDING": "Mask padding around each plate box, fraction of its size (default 0.10)",
+    "PLATEMASK_MASK_STYLE": "fill, blur, pixelate or logo (default fill)",
+    "PLATEMASK_MASK_COLOR": "Fill colour as #RRGGBB (default #2b2b2b)",
+    "PLATEMASK_LOGO": "Image warped onto plates by the logo style (default: built-in logo)",
+    "PLATEMASK_BANNER": "PNG with alpha drawn on every output (default: built-in banner)",
+    "PLATEMASK_BANNER_POSITION": "top-left, top-right, bottom-left or bottom-right (default bottom-right)",
+    "PLATEMASK_BANNER_SCALE": "Banner width as a fraction of the photo width (default 0.30)",
+    "PLATEMASK_JPEG_QUALITY": "JPEG quality of written photos, 50-100 (default 92)",
+    "PLATEMASK_MAX_PIXELS": "Largest photo accepted, in pixels (default 40000000)",
+    "PLATEMASK_MAX_BYTES": "Largest photo file accepted, in bytes (default 52428800)",
+    "PLATEMASK_CARS_PER_TASK": "Cars handled by one mapped task (default 1: one task per car)",
+    "YOLO_CONFIG_DIR": "Writable folder for ultralytics settings (default: a platemask folder in the temp dir)",
+}
+
+_POSITIONS = ("top-left", "top-right", "bottom-left", "bottom-right")
+MASK_STYLES = ("fill", "blur", "pixelate", "logo")
+ASSETS = Path(__file__).parent / "assets"
+
+
+@dataclass(frozen=True)
+class DetectOptions:
+    """How plates are found. Defaults favour hiding too much over missing a plate."""
+
+    model: str | None = None
+    conf: float = 0.10
+    iou: float = 0.5
+    imgsz: int = 640
+    max_det: int = 50
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    """How masks and the banner are drawn and how photos are encoded."""
+
+    style: str = "fill"
+    padding: float = 0.10
+    color: tuple[int, int, int] = (43, 43, 43)  # BGR
+    logo: Path = ASSETS / "logo.png"
+    banner: Path | None = ASSETS / "banner.png"
+    banner_position: str = "bottom-right"
+    banner_scale: float = 0.30
+    jpeg_quality: int = 92
+
+    def __post_init__(self) -> None:
+        if self.style not in MASK_STYLES:
+            raise ConfigError(f"PLATEMASK_MASK_STYLE must be one of {', '.join(MASK_STYLES)}, not {self.style!r}")
+        if self.banner_position not in _POSITIONS:
+            raise ConfigError(
+                f"PLATEMASK_BANNER_POSITION must be one of {', '.join(_POSITIONS)}, not {self.banner_position!r}"
+            )
+        if not 0 <= self.padding <= 1:
+            raise ConfigError(f"PLATEMASK_PADDING must be between 0 and 1, not {self.padding}")
+        if not 0 < self.banner_scale <= 1:
+            raise ConfigError(f"PLATEMASK_BANNER_SCALE must be in (0, 1], not {self.banner_scale}")
+        if not 50 <= self.jpeg_quality <= 100:
+            raise ConfigError(f"PLATEMASK_JPEG_QUALITY must be between 50 and 100, not {self.jpeg_quality}")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What counts as a usable photo; anything outside is an ``invalid_image`` error."""
+
+    max_pixels: int = 40_000_000
+    max_bytes: int = 50 * 1024 * 1024
+    min_side: int = 32
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a run needs to know, usually built with :meth:`from_env`."""
+
+    s3_mount: str
+    log_dir: Path
+    backup_dir_name: str = ".backup"
+    detect_dir_name: str = ".detect"
+    backup_s3_bucket: str | None = None
+    backup_s3_key_prefix: str = ""
+    aws_conn_id: str | None = None
+    chatwork_api_key: str | None = field(default=None, repr=False)
+    chatwork_room_id: str | None = None
+    chatwork_api_url: str = "https://api.chatwork.com/v2"
+    timezone: str = "Asia/Tokyo"
+    cars_per_task: int = 1
+    detect: DetectOptions = DetectOptions()
+    render: RenderOptions = RenderOptions()
+    limits: Limits = Limits()
+
+    @property
+    def tracking_dir(self) -> Path:
+        """Folder of the daily tracking files."""
+        return self.log_dir / "tracking"
+
+    @property
+    def chatwork_enabled(self) -> bool:
+        """Spec rule 6: the summary is sent only when both key and room are set."""
+        return bool(self.chatwork_api_key and self.chatwork_room_id)
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        """Return a copy with the given non-None fields replaced."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from environment variables (see ``VARIABLES``)."""
+        env = _Env(os.environ if environ is None else environ)
+        default_logs = Path(env.get("AIRFLOW_HOME") or ".") / "logs"
+        banner = env.get("PLATEMASK_BANNER")
+        return cls(
+            s3_mount=env.get("S3_MOUNT") or "",
+            log_dir=Path(env.get("LOG_DIR") or default_logs),
+            backup_dir_name=env.get("BACKUP_S3_PREFIX") or ".backup",
+            backup_s3_bucket=env.get("BACKUP_S3_BUCKET") or None,
+            backup_s3_key_prefix=(env.get("BACKUP_S3_KEY_PREFIX") or "").strip("/"),
+            aws_conn_id=env.get("AWS_CONN_ID") or None,
+            chatwork_api_key=env.get("CHATWORK_API_KEY") or None,
+            chatwork_room_id=env.get("CHATWORK_ROOM_ID") or None,
+            chatwork_api_url=(env.get("CHATWORK_API_URL") or "https://api.chatwork.com/v2").rstrip("/"),
+            timezone=env.get("PLATEMASK_TIMEZONE") or "Asia/Tokyo",
+            cars_per_task=env.integer("PLATEMASK_CARS_PER_TASK", 1, minimum=1),
+            detect=DetectOptions(
+                model=env.get("PLATE_MODEL") or None,
+                conf=env.number("PLATEMASK_CONF", 0.10, minimum=0.01, maximum=0.99),
+            ),
+            render=RenderOptions(
+                style=env.get("PLATEMASK_MASK_STYLE") or "fill",
+                padding=env.number("PLATEMASK_PADDING", 0.10),
+                color=_bgr(env.get("PLATEMASK_MASK_COLOR") or "#2b2b2b"),
+                logo=Path(env.get("PLATEMASK_LOGO") or ASSETS / "logo.png"),
+                banner=Path(banner) if banner else ASSETS / "banner.png",
+                banner_position=env.get("PLATEMASK_BANNER_POSITION") or "bottom-right",
+                banner_scale=env.number("PLATEMASK_BANNER_SCALE", 0.30),
+                jpeg_quality=env.integer("PLATEMASK_JPEG_QUALITY", 92),
+            ),
+            limits=Limits(
+                max_pixels=env.integer("PLATEMASK_MAX_PIXELS", Limits.max_pixels, minimum=1),
+                max_bytes=env.integer("PLATEMASK_MAX_BYTES", Limits.max_bytes, minimum=1),
+            ),
+        )
+
+    def require_storage(self) -> None:
+        """Fail early, naming the variable, when no photo root is configured."""
+        if not self.s3_mount:
+            raise ConfigError("S3_MOUNT is not set: it must name the root of the /upfile/... photo paths")
+
+
+class _Env:
+    """Typed reads of environment variables whose errors name the variable."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+
+    def get(self, name: str) -> str | None:
+        value = self._environ.get(name)
+        return value.strip() if value is not None else None
+
+    def number(self, name: str, default: float, *, minimum: float | None = None, maximum: float | None = None) -> float:
+        raw = self.get(name)
+        if not raw:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ConfigError(f"{name} must be a number, not {raw!r}") from None
+        if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+            raise ConfigError(f"{name} must be between {minimum} and {maximum}, not {value}")
+        return value
+
+    def integer(self, name: str, default: int, *, minimum: int | None = None) -> int:
+        raw = self.get(name)
+        if not raw:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ConfigError(f"{name} must be an integer, not {raw!r}") from None
+        if minimum is not None and value < minimum:
+            raise ConfigError(f"{name} must be at least {minimum}, not {value}")
+        return value
+
+
+def _bgr(hex_color: str) -> tuple[int, int, int]:
+    """Parse ``#RRGGBB`` into OpenCV's BGR order."""
+    text = hex_color.lstrip("#")
+    if len(text) != 6:
+        raise ConfigError(f"PLATEMASK_MASK_COLOR must look like #RRGGBB, not {hex_color!r}")
+    try:
+        r, g, b = (int(text[i : i + 2], 16) for i in (0, 2, 4))
+    except ValueError:
+        raise ConfigError(f"PLATEMASK_MASK_COLOR must look like #RRGGBB, not {hex_color!r}") from None
+    return b, g, r

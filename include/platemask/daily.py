@@ -1,0 +1,284 @@
+"""The daily run in three steps, each one task of ``plate_masking_daily``.
+
+1. :func:`plan_day` turns the day's database rows into work: new, changed (re-uploaded) and
+   unfinished photos, grouped per car, while finished ones are skipped (incremental runs).
+2. :func:`process_cars` backs up, detects, masks and verifies the photos of a few cars (one by
+   default) and records every state change in the car's tracking part.
+3. :func:`finish_day` merges the parts into the day file, marks complete cars ``done`` and
+   returns the summary that goes to Chatwork.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from platemask.config import Settings
+from platemask.detect import PlateDetector, get_detector
+from platemask.errors import PlateMaskError, UnsafePathError
+from platemask.notify import CarOutcome, DaySummary
+from platemask.paths import validate_car_id
+from platemask.pipeline import Photo, PhotoOutcome, process_photos
+from platemask.storage import Storage
+from platemask.tracking import (
+    FINISHED,
+    DayTracking,
+    Record,
+    apply_outcome,
+    mark_cars_done,
+    new_record,
+    set_status,
+    site_now,
+    stamp,
+)
+
+__all__ = ["CarResult", "DayPlan", "finish_day", "plan_day", "process_cars", "target_day"]
+
+log = logging.getLogger(__name__)
+
+
+def target_day(requested: str | None, logical_date: dt.datetime | None, timezone: str) -> dt.date:
+    """The site-local day a run processes: the ``date`` param, else the logical date, else today."""
+    if requested:
+        try:
+            return dt.date.fromisoformat(str(requested))
+        except ValueError:
+            raise ValueError(f"date must be YYYY-MM-DD, not {requested!r}") from None
+    if logical_date is not None:
+        return logical_date.astimezone(ZoneInfo(timezone)).date()
+    return site_now(timezone).date()
+
+
+def day_bounds(day: dt.date) -> tuple[dt.datetime, dt.datetime]:
+    """Site-local [start, end) of ``day``, the parameters of the uploads query."""
+    start = dt.datetime.combine(day, dt.time())
+    return start, start + dt.timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class DayPlan:
+    """What a run will do: batches of car ids (one mapped task each) and the photo counts."""
+
+    day: dt.date
+    batches: list[list[str]]
+    photos: int
+    skipped: int
+    refused: int = 0
+
+    def as_xcom(self) -> dict[str, Any]:
+        """A small JSON-able dict: car ids only, never the photo lists (XCom stays tiny)."""
+        return {
+            "date": self.day.isoformat(),
+            "batches": self.batches,
+            "photos": self.photos,
+            "skipped": self.skipped,
+            "refused": self.refused,
+        }
+
+
+def plan_day(
+    rows: Iterable[Mapping[str, Any]],
+    tracking: DayTracking,
+    *,
+    force: bool = False,
+    cars_per_task: int = 1,
+    max_tasks: int = 1024,
+) -> DayPlan:
+    """Decide which photos of the day need work and write one tracking part per car to do."""
+    now = site_now(tracking.timezone)
+    at = stamp(now)
+    work: dict[str, dict[str, Record]] = {}
+    skipped = refused = 0
+    with tracking.update() as doc:  # merges the previous run's parts into the day file
+        processed = doc["processed"]
+        for row in rows:
+            photo, updated_at = _photo(row), _iso(row.get("updated_at"))
+            key = str(photo.file_id)
+            record = processed.get(key)
+            if record is not None and not force and record["status"] in FINISHED and not _changed(record, updated_at):
+                skipped += 1
+                continue
+            record = _requeue(record, photo, at)
+            record["source_updated_at"] = updated_at
+            processed[key] = record
+            try:
+                validate_car_id(photo.car_id)
+            except UnsafePathError as exc:
+                record["error"] = exc.describe()
+                set_status(record, "error", at)
+                refused += 1
+                continue
+            work.setdefault(photo.car_id, {})[key] = record
+        doc["last_processed_time"] = now.isoformat()
+    # Only now that the day file holds everything the old parts said may they go.
+    tracking.clear_parts()
+    for car_id, records in work.items():
+        tracking.write_part(car_id, {"date": tracking.day.isoformat(), "car_id": car_id, "records": records})
+    batches = _batches(sorted(work), cars_per_task, max_tasks)
+    photos = sum(len(r) for r in work.values())
+    log.info("%s: %d photos of %d cars to process, %d skipped", tracking.day, photos, len(work), skipped)
+    return DayPlan(tracking.day, batches, photos, skipped, refused)
+
+
+@dataclass
+class CarResult:
+    """One car's photos in this task: counts for the log, XCom and the retry decision."""
+
+    car_id: str
+    processed: int = 0
+    verified: int = 0
+    detections: int = 0
+    errors: list[str] = field(default_factory=list)
+    transient: bool = False
+
+    def as_xcom(self) -> dict[str, Any]:
+        """A small JSON-able dict."""
+        return {
+            "car_id": self.car_id,
+            "processed": self.processed,
+            "verified": self.verified,
+            "detections": self.detections,
+            "errors": len(self.errors),
+        }
+
+
+def process_cars(
+    car_ids: Sequence[str],
+    tracking: DayTracking,
+    *,
+    settings: Settings,
+    store: Storage,
+    backups: Storage | None = None,
+    detector: PlateDetector | None = None,
+) -> list[CarResult]:
+    """Process the unfinished photos of the given cars, updating each car's tracking part."""
+    detector = detector or get_detector(settings.detect)
+    detector.load_async()  # compile the model while the first photos are read and backed up
+    parts = {car_id: _load_part(tracking, car_id) for car_id in car_ids}
+    results = {car_id: CarResult(car_id) for car_id in car_ids}
+    todo: list[Photo] = []
+    known: dict[int, list[str]] = {}
+    for part in parts.values():
+        for record in part["records"].values():
+            if record["status"] not in FINISHED:
+                todo.append(_photo(record))
+                known[record["file_id"]] = [h for k, h in record.get("sha256", {}).items() if k != "backup"]
+
+    def started(photo: Photo) -> None:
+        part = parts[photo.car_id]
+        set_status(part["records"][str(photo.file_id)], "processing", stamp(site_now(tracking.timezone)))
+        tracking.write_part(photo.car_id, part)
+
+    outcomes = process_photos(
+        todo,
+        settings=settings,
+        store=store,
+        backups=backups or store,
+        detector=detector,
+        known_outputs=known,
+        on_start=started,
+    )
+    for outcome in outcomes:
+        part = parts[outcome.photo.car_id]
+        apply_outcome(part["records"][str(outcome.photo.file_id)], outcome, stamp(site_now(tracking.timezone)))
+        tracking.write_part(outcome.photo.car_id, part)
+        _count(results[outcome.photo.car_id], outcome)
+    return list(results.values())
+
+
+def finish_day(tracking: DayTracking, *, skipped: int, refused: int = 0) -> DaySummary:
+    """Merge the parts, mark complete cars ``done`` (rule 5) and summarise this run (rule 6)."""
+    at = stamp(site_now(tracking.timezone))
+    with tracking.update() as doc:
+        processed = doc["processed"]
+        run_keys = [key for part in tracking.parts() for key in part.get("records", {})]
+        for key in run_keys:
+            record = processed[key]
+            if record["status"] in ("pending", "processing"):
+                # Its car task died (killed, out of memory) or never ran: say so, retry next run.
+                record["error"] = "incomplete: the car task ended before this photo was processed"
+                set_status(record, "error", at)
+        run_records = [processed[key] for key in run_keys]
+        mark_cars_done(processed.values(), {r["car_id"] for r in run_records}, at)
+    return _summary(tracking.day, run_records, skipped, refused)
+
+
+def _summary(day: dt.date, records: Sequence[Record], skipped: int, refused: int) -> DaySummary:
+    cars: dict[str, list[Record]] = {}
+    for record in records:
+        cars.setdefault(record["car_id"], []).append(record)
+    outcomes = tuple(
+        CarOutcome(
+            car_id=car_id,
+            processed=len(rs),
+            detections=sum(r.get("detections", 0) for r in rs if r["status"] != "error"),
+            failed=sum(r["status"] == "error" for r in rs),
+        )
+        for car_id, rs in sorted(cars.items())
+    )
+    failed = sum(c.failed for c in outcomes)
+    # Refused rows (a car id that cannot name a folder) never reached a car task but did fail.
+    return DaySummary(day=day, succeeded=len(records) - failed, failed=failed + refused, skipped=skipped, cars=outcomes)
+
+
+def _load_part(tracking: DayTracking, car_id: str) -> dict[str, Any]:
+    part = tracking.read_part(car_id)
+    if part is not None:
+        return part
+    # No part (a later plan replaced them): rebuild it from the day file's unfinished records.
+    records = {k: r for k, r in tracking.view()["processed"].items() if r["car_id"] == car_id}
+    part = {"date": tracking.day.isoformat(), "car_id": car_id, "records": records}
+    tracking.write_part(car_id, part)
+    return part
+
+
+def _count(result: CarResult, outcome: PhotoOutcome) -> None:
+    result.processed += 1
+    if outcome.ok:
+        result.verified += 1
+        result.detections += outcome.detections
+    else:
+        assert isinstance(outcome.error, PlateMaskError)
+        result.errors.append(f"{outcome.photo.path}: {outcome.error.describe()}")
+        result.transient |= outcome.error.transient
+
+
+def _requeue(record: Record | None, photo: Photo, at: str) -> Record:
+    if record is None:
+        return new_record(photo, at)
+    # The database is the truth for where the photo is and whether it is first.
+    record.update(path=photo.path, branch_no=photo.branch_no, is_first=photo.is_first, car_id=photo.car_id)
+    set_status(record, "pending", at)
+    return record
+
+
+def _changed(record: Record, updated_at: str | None) -> bool:
+    seen = record.get("source_updated_at")
+    return bool(updated_at and seen and updated_at > seen)
+
+
+def _photo(row: Mapping[str, Any]) -> Photo:
+    branch = row.get("branch_no")
+    return Photo(
+        file_id=int(row["file_id"]),
+        car_id=str(row["car_id"]),
+        path=str(row.get("path") or row.get("file_path") or ""),
+        branch_no=None if branch is None else int(branch),
+    )
+
+
+def _iso(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value.isoformat() if isinstance(value, dt.datetime) else str(value)
+
+
+def _batches(car_ids: list[str], cars_per_task: int, max_tasks: int) -> list[list[str]]:
+    """Group cars so that there are at most ``max_tasks`` mapped tasks (Airflow's max_map_length)."""
+    size = max(cars_per_task, math.ceil(len(car_ids) / max_tasks)) if car_ids else 1
+    return [car_ids[i : i + size] for i in range(0, len(car_ids), size)]

@@ -1,0 +1,218 @@
+"""Plate detection with ultralytics YOLO.
+
+The model is loaded lazily, once per process, and reused for every photo of every car the
+process handles: importing torch and compiling the model costs seconds of CPU, as much as a
+small car's real work. :meth:`PlateDetector.load_async` starts that work in the background so a
+task can back up and decode its first photos meanwhile.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import tempfile
+import threading
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from platemask.config import DetectOptions
+from platemask.errors import ModelError
+
+__all__ = [
+    "Detection",
+    "PlateDetector",
+    "default_model_path",
+    "get_detector",
+    "prepare_default_model",
+    "prepared_model_dir",
+]
+
+log = logging.getLogger(__name__)
+
+_DETECTORS: dict[DetectOptions, PlateDetector] = {}
+_DETECTORS_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One plate: its box in photo pixels, the model's confidence, and its outline when known."""
+
+    box: tuple[float, float, float, float]
+    conf: float
+    polygon: np.ndarray | None = None  # (N, 2) float32 outline from the segmentation head
+
+    def padded(self, padding: float, width: int, height: int) -> tuple[int, int, int, int]:
+        """The box grown by ``padding`` × its size on every side, clipped to the photo."""
+        x1, y1, x2, y2 = self.box
+        dx, dy = (x2 - x1) * padding, (y2 - y1) * padding
+        return (
+            max(0, int(np.floor(x1 - dx))),
+            max(0, int(np.floor(y1 - dy))),
+            min(width, int(np.ceil(x2 + dx))),
+            min(height, int(np.ceil(y2 + dy))),
+        )
+
+
+def prepared_model_dir() -> Path:
+    """Where ``platemask prepare-model`` puts the OpenVINO copy of the default model."""
+    return Path(sys.prefix) / "share" / "platemask" / "platedet_openvino_model"
+
+
+def default_model_path() -> Path:
+    """The built-in model: the prepared OpenVINO copy (2× faster) or platedet's ONNX file."""
+    prepared = prepared_model_dir()
+    if (prepared / "metadata.yaml").is_file():
+        return prepared
+    return _platedet_onnx()
+
+
+def prepare_default_model(target: Path | None = None) -> Path:
+    """Convert platedet's ONNX model to OpenVINO IR once, at install or image build time."""
+    import openvino as ov
+    import yaml
+
+    target = target or prepared_model_dir()
+    source = _platedet_onnx()
+    # Core.read_model reads ONNX directly (no converter tool, so no telemetry prompt).
+    model = ov.Core().read_model(str(source))
+    staging = target.with_name(target.name + ".partial")
+    staging.mkdir(parents=True, exist_ok=True)
+    ov.save_model(model, str(staging / "platedet.xml"), compress_to_fp16=True)
+    metadata = {
+        "description": "platedet 0.0.2 plate segmentation model (YOLOv8s-seg), OpenVINO IR",
+        "license": "AGPL-3.0 https://ultralytics.com/license",
+        "task": "segment",
+        "stride": 32,
+        "batch": 1,
+        "imgsz": [640, 640],
+        "names": {0: "plate"},
+    }
+    (staging / "metadata.yaml").write_text(yaml.safe_dump(metadata), encoding="utf-8")
+    if target.exists():
+        import shutil
+
+        shutil.rmtree(target)
+    staging.rename(target)
+    return target
+
+
+def _platedet_onnx() -> Path:
+    try:
+        import platedet
+    except ImportError:
+        raise ModelError(
+            "no plate model: PLATE_MODEL is unset and the default model package is missing "
+            "(pip install --no-deps platedet==0.0.2)"
+        ) from None
+    return Path(platedet.__file__).parent / "artifacts" / "platedet.onnx"
+
+
+class PlateDetector:
+    """Finds plates in BGR photos; thread-safe, model loaded on first use."""
+
+    def __init__(self, options: DetectOptions) -> None:
+        self.options = options
+        self._model: Any = None
+        self._lock = threading.Lock()
+        self._loading: Future[None] | None = None
+
+    @property
+    def model_path(self) -> str:
+        """The model file or folder in use."""
+        return self.options.model or str(default_model_path())
+
+    def load_async(self) -> Future[None]:
+        """Start loading the model in a background thread (idempotent)."""
+        with self._lock:
+            if self._loading is None:
+                pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="platemask-model")
+                self._loading = pool.submit(self._load)
+                pool.shutdown(wait=False)
+            return self._loading
+
+    def detect(self, images: Sequence[np.ndarray]) -> list[list[Detection]]:
+        """Detect plates in each image; one list of detections per image."""
+        if not images:
+            return []
+        self.load_async().result()
+        try:
+            results = self._model.predict(
+                list(images),
+                conf=self.options.conf,
+                iou=self.options.iou,
+                imgsz=self.options.imgsz,
+                max_det=self.options.max_det,
+                verbose=False,
+            )
+        except Exception as exc:
+            raise ModelError(f"inference failed with {self.model_path}: {exc}") from exc
+        return [_detections(result) for result in results]
+
+    def _load(self) -> None:
+        _quiet_ultralytics_environment()
+        path = self.model_path
+        if not Path(path).exists():
+            raise ModelError(f"PLATE_MODEL {path!r} does not exist")
+        try:
+            from ultralytics import YOLO
+
+            model = YOLO(path, task=_model_task(Path(path)))
+            # The first call compiles kernels; do it now, not on the first real photo.
+            model.predict(np.zeros((64, 64, 3), np.uint8), imgsz=self.options.imgsz, verbose=False)
+        except Exception as exc:
+            raise ModelError(f"cannot load plate model {path!r}: {exc}") from exc
+        log.info("Plate model ready: %s", path)
+        self._model = model
+
+
+def get_detector(options: DetectOptions) -> PlateDetector:
+    """The process-wide detector for ``options``, so the model loads once per process."""
+    with _DETECTORS_LOCK:
+        if options not in _DETECTORS:
+            _DETECTORS[options] = PlateDetector(options)
+        return _DETECTORS[options]
+
+
+def _model_task(path: Path) -> str | None:
+    """The task exported models record in their metadata; ultralytics guesses wrong without it."""
+    metadata = (path if path.is_dir() else path.parent) / "metadata.yaml"
+    if metadata.is_file():
+        import yaml
+
+        return yaml.safe_load(metadata.read_text(encoding="utf-8")).get("task")
+    if path.suffix == ".onnx":
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return session.get_modelmeta().custom_metadata_map.get("task")
+    return None  # .pt files carry their task
+
+
+def _quiet_ultralytics_environment() -> None:
+    """Ultralytics must never pip-install packages or send events from a worker."""
+    os.environ.setdefault("YOLO_AUTOINSTALL", "False")
+    os.environ.setdefault("YOLO_OFFLINE", "True")
+    os.environ.setdefault("YOLO_CONFIG_DIR", str(Path(tempfile.gettempdir()) / "platemask-ultralytics"))
+
+
+def _detections(result: Any) -> list[Detection]:
+    boxes = result.boxes
+    if boxes is None or len(boxes) == 0:
+        return []
+    xyxy = boxes.xyxy.cpu().numpy()
+    conf = boxes.conf.cpu().numpy()
+    polygons = result.masks.xy if result.masks is not None else [None] * len(xyxy)
+    return [
+        Detection(
+            box=tuple(float(v) for v in box),
+            conf=float(c),
+            polygon=np.asarray(poly, np.float32) if poly is not None and len(poly) >= 3 else None,
+        )
+        for box, c, poly in zip(xyxy, conf, polygons, strict=True)
+    ]

@@ -1,0 +1,116 @@
+"""Exceptions: one base class, one subclass per reason a photo or an action can fail.
+
+Every per-photo failure ends up in the tracking record as ``"<code>: <message>"`` so an operator
+can grep a day's errors by kind. Subclasses also inherit the built-in that describes them best,
+so callers that only know Python's exceptions still catch them.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BackupError",
+    "ChatworkError",
+    "ConfigError",
+    "ImageTooLargeError",
+    "InternalError",
+    "InvalidImageError",
+    "MissingFileError",
+    "ModelError",
+    "OutputMissingError",
+    "OutputVerificationError",
+    "PlateMaskError",
+    "StorageError",
+    "TrackingError",
+    "UnsafePathError",
+]
+
+
+class PlateMaskError(Exception):
+    """Base class of every error platemask raises on purpose."""
+
+    code = "error"
+    #: True when trying again later may succeed (storage or network hiccups).
+    transient = False
+
+    def describe(self) -> str:
+        """Return the ``"<code>: <message>"`` line stored in tracking records."""
+        return f"{self.code}: {self}"
+
+
+class ConfigError(PlateMaskError, ValueError):
+    """A setting is missing or has an invalid value; the message names the setting."""
+
+    code = "config"
+
+
+class UnsafePathError(PlateMaskError, ValueError):
+    """A database path escapes the storage root (``..``, absolute tricks, symlinks out)."""
+
+    code = "unsafe_path"
+
+
+class MissingFileError(PlateMaskError, FileNotFoundError):
+    """The photo named in the database does not exist on the storage."""
+
+    code = "missing_file"
+
+
+class InvalidImageError(PlateMaskError, ValueError):
+    """The file is empty, truncated, corrupt, not a JPEG, or not a usable photo."""
+
+    code = "invalid_image"
+
+
+class ImageTooLargeError(InvalidImageError):
+    """The image's pixel count or byte size exceeds the configured limit (decompression bombs)."""
+
+    code = "image_too_large"
+
+
+class BackupError(PlateMaskError):
+    """The original could not be backed up or the backup cannot be trusted."""
+
+    code = "backup"
+
+
+class OutputVerificationError(PlateMaskError):
+    """An expected output is missing, undecodable or of the wrong size after writing."""
+
+    code = "output_invalid"
+
+
+class OutputMissingError(OutputVerificationError):
+    """An expected output does not exist after writing."""
+
+    code = "output_missing"
+
+
+class StorageError(PlateMaskError, OSError):
+    """Reading or writing the storage failed in a way that may pass (I/O error, S3 5xx, throttling)."""
+
+    code = "storage"
+    transient = True
+
+
+class ModelError(PlateMaskError, RuntimeError):
+    """The plate model cannot be found, loaded or run."""
+
+    code = "model"
+
+
+class InternalError(PlateMaskError, RuntimeError):
+    """An unexpected failure while handling one photo (a bug or a library error); see the log."""
+
+    code = "internal"
+
+
+class TrackingError(PlateMaskError):
+    """A tracking file is unreadable, invalid, or its lock could not be taken."""
+
+    code = "tracking"
+
+
+class ChatworkError(PlateMaskError):
+    """Chatwork refused the message or could not be reached after the retries."""
+
+    code = "chatwork"

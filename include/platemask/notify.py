@@ -1,0 +1,329 @@
+"""The daily Chatwork summary (spec rule 6): its exact text and a small client that posts it.
+
+Chatwork API v2: ``POST {api_url}/rooms/{room_id}/messages`` with the token in the
+``X-ChatWorkToken`` header and a form-encoded ``body``; the answer is ``{"message_id": "..."}``,
+an error is ``{"errors": ["..."]}``, and too many calls get HTTP 429 with ``X-RateLimit-Reset``
+(Unix time). Nothing here imports Airflow: the DAG's last task calls :func:`send_summary`.
+"""
+
+from __future__ import annotations
+
+import datetime
+import email.utils
+import functools
+import logging
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import requests
+
+from platemask.errors import ChatworkError
+
+if TYPE_CHECKING:
+    from platemask.config import Settings
+
+__all__ = [
+    "DEFAULT_API_URL",
+    "MAX_MESSAGE_CHARS",
+    "CarOutcome",
+    "ChatworkClient",
+    "DaySummary",
+    "client_from_settings",
+    "format_summary",
+    "send_summary",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_API_URL = "https://api.chatwork.com/v2"
+
+#: Longest summary we send. Chatwork's API definition (chatwork/api, RAML/api-ja.raml) gives
+#: ``body`` a maxLength of 65535 without saying whether it counts characters or UTF-8 bytes
+#: (65535 is also MySQL's TEXT limit in bytes). Our text is emoji and Japanese, up to 4 bytes a
+#: character, so 16000 characters stays under 65535 bytes whichever way it is counted; that is
+#: still about 500 car lines, more than anyone reads in a chat message.
+MAX_MESSAGE_CHARS = 16_000
+
+#: Chatwork's own limit on ``body`` (see above); longer bodies are refused before sending.
+_API_MAX_BODY = 65_535
+_TITLE = "[info][title]🚗 ナンバープレート処理完了[/title]"
+_END = "[/info]"
+
+
+@dataclass(frozen=True)
+class CarOutcome:
+    """What one car's photos came to in this run."""
+
+    car_id: str
+    processed: int  # photos of this car processed in this run (N枚処理)
+    detections: int  # plates detected in them (検出M件)
+    failed: int = 0  # photos of this car that ended in error
+
+    @property
+    def ok(self) -> bool:
+        """True when none of the car's photos failed (✅ rather than ⚠️)."""
+        return self.failed == 0
+
+
+@dataclass(frozen=True)
+class DaySummary:
+    """The counts of one run, in photos, and the per-car lines of the summary."""
+
+    day: datetime.date
+    succeeded: int  # 成功: photos processed and verified in this run
+    failed: int  # エラー: photos that ended in error
+    skipped: int  # スキップ: photos not processed because already done
+    cars: tuple[CarOutcome, ...] = ()
+
+    @property
+    def processed(self) -> int:
+        """Photos this run worked on; spec rule 6 sends a message only when this is at least 1."""
+        return self.succeeded + self.failed
+
+
+def _car_line(car: CarOutcome) -> str:
+    mark = "✅" if car.ok else "⚠️"
+    return f"  {mark} {car.car_id}: {car.processed}枚処理, 検出{car.detections}件"
+
+
+def format_summary(summary: DaySummary, max_chars: int = MAX_MESSAGE_CHARS) -> str:
+    """Return the spec rule 6 message, dropping ✅ car lines before ⚠️ ones to fit ``max_chars``."""
+    head = [
+        _TITLE,
+        f"📅 対象日: {summary.day.isoformat()}",
+        f"✅ 成功: {summary.succeeded}件",
+        f"❌ エラー: {summary.failed}件",
+        f"⏭️ スキップ: {summary.skipped}件",
+        "",
+        "📊 車両別結果:",
+    ]
+    full = "\n".join([*head, *(_car_line(car) for car in summary.cars), _END])
+    if len(full) <= max_chars:
+        return full
+
+    # Too long: failures matter most, so every ⚠️ car gets a line before any ✅ car does.
+    ranked = [car for car in summary.cars if not car.ok] + [car for car in summary.cars if car.ok]
+    # Reserve room for the "…他N台" line with the widest N it could show.
+    used = len("\n".join(head)) + len(_more_line(len(ranked))) + len(_END) + 2
+    if used > max_chars:
+        raise ValueError(f"max_chars={max_chars} is too small for even the summary's header")
+    listed: list[str] = []
+    for car in ranked:
+        line = _car_line(car)
+        if used + len(line) + 1 > max_chars:
+            break
+        listed.append(line)
+        used += len(line) + 1
+    return "\n".join([*head, *listed, _more_line(len(ranked) - len(listed)), _END])
+
+
+def _more_line(omitted: int) -> str:
+    return f"  …他{omitted}台"
+
+
+class ChatworkClient:
+    """Posts messages to one Chatwork room.
+
+    :param api_key: Chatwork API token; it never appears in errors, logs or ``repr``.
+    :param room_id: the room's id, the digits after ``#!rid`` in the room's address.
+    :param api_url: API base URL (``CHATWORK_API_URL``), for proxies and tests.
+    :param timeout: seconds to wait for a connection and for the answer.
+    :param retries: extra tries after a 429, a 5xx, a timeout or a connection failure.
+    :param backoff: first wait between tries in seconds, doubled each time.
+    :param max_delay: longest single wait, also for ``X-RateLimit-Reset``/``Retry-After``.
+    :param session: a ready ``requests.Session``; by default one is built on first use.
+    :param sleep: how to wait between tries (tests pass a recorder).
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        room_id: str,
+        api_url: str = DEFAULT_API_URL,
+        timeout: float = 10.0,
+        retries: int = 4,
+        backoff: float = 1.0,
+        max_delay: float = 30.0,
+        session: requests.Session | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        api_key = (api_key or "").strip()
+        room_id = str(room_id or "").strip()
+        if not api_key:
+            raise ChatworkError("api_key is empty: set CHATWORK_API_KEY to a Chatwork API token")
+        # A control character or space would make requests reject the header with a message that
+        # quotes the value, i.e. the token; refuse it here without echoing it.
+        if not api_key.isascii() or not api_key.isprintable() or " " in api_key:
+            raise ChatworkError("api_key contains characters that are not allowed in an HTTP header")
+        if not room_id:
+            raise ChatworkError("room_id is empty: set CHATWORK_ROOM_ID to the id of a Chatwork room")
+        if not (room_id.isascii() and room_id.isdigit()):
+            raise ChatworkError(f"room_id must be the digits of a Chatwork room id, not {room_id!r}")
+        if not re.match(r"^https?://[^/\s]+", api_url or ""):
+            raise ChatworkError(f"api_url must be an http(s) URL, not {api_url!r}")
+        if timeout <= 0:
+            raise ChatworkError(f"timeout must be positive, not {timeout}")
+        if retries < 0:
+            raise ChatworkError(f"retries must be 0 or more, not {retries}")
+        if backoff < 0 or max_delay < 0:
+            raise ChatworkError(f"backoff and max_delay must be 0 or more, not {backoff} and {max_delay}")
+        self._api_key = api_key
+        self.room_id = room_id
+        self.api_url = api_url.rstrip("/")
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
+        self.max_delay = max_delay
+        self.sleep = sleep
+        self._given_session = session
+
+    def __repr__(self) -> str:
+        return f"ChatworkClient(room_id={self.room_id!r}, api_url={self.api_url!r}, api_key='***')"
+
+    @functools.cached_property
+    def session(self) -> requests.Session:
+        """The HTTP session, built on first use so that constructing a client does no I/O."""
+        return self._given_session if self._given_session is not None else requests.Session()
+
+    @property
+    def messages_url(self) -> str:
+        """Where messages to this room are posted."""
+        return f"{self.api_url}/rooms/{self.room_id}/messages"
+
+    def post_message(self, body: str, *, self_unread: bool = False) -> str:
+        """Post ``body`` to the room, retrying passing failures, and return Chatwork's message id."""
+        if not body:
+            raise ChatworkError(f"Chatwork room {self.room_id}: the message body is empty")
+        if len(body) > _API_MAX_BODY:
+            raise ChatworkError(
+                f"Chatwork room {self.room_id}: the message has {len(body)} characters, "
+                f"more than Chatwork's {_API_MAX_BODY}"
+            )
+        form = {"body": body, "self_unread": "1" if self_unread else "0"}
+        headers = {"X-ChatWorkToken": self._api_key, "Accept": "application/json"}
+        attempts = self.retries + 1
+        problem, delay = "no attempt made", 0.0
+        for attempt in range(attempts):
+            try:
+                response = self.session.post(self.messages_url, data=form, headers=headers, timeout=self.timeout)
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                # A read timeout may mean the message was posted after all; a rare duplicate
+                # summary is better than a silently missing one, so these are retried too.
+                problem = self._redact(f"cannot reach {self.api_url} ({type(exc).__name__})")
+                delay = self._backoff(attempt)
+            except requests.RequestException as exc:
+                raise ChatworkError(
+                    self._redact(f"Chatwork room {self.room_id}: request failed: {type(exc).__name__}: {exc}")
+                ) from None
+            else:
+                status = response.status_code
+                if 200 <= status < 300:
+                    return self._message_id(response)
+                detail = self._error_text(response)
+                if status != 429 and status < 500:
+                    raise ChatworkError(
+                        f"Chatwork refused the message for room {self.room_id}: HTTP {status}: {detail}"
+                    )
+                problem = f"HTTP {status}: {detail}"
+                delay = self._backoff(attempt)
+                if status == 429:
+                    delay = min(max(delay, self._server_wait(response)), self.max_delay)
+            if attempt + 1 < attempts:
+                log.warning(
+                    "Chatwork room %s: %s; trying again in %.1f s (attempt %d of %d)",
+                    self.room_id,
+                    problem,
+                    delay,
+                    attempt + 1,
+                    attempts,
+                )
+                self.sleep(delay)
+        raise ChatworkError(
+            f"Chatwork did not take the message for room {self.room_id} after {attempts} attempts: {problem}"
+        )
+
+    def _backoff(self, attempt: int) -> float:
+        return min(self.backoff * 2**attempt, self.max_delay)
+
+    @staticmethod
+    def _server_wait(response: requests.Response) -> float:
+        """Seconds the server asks us to wait, from ``X-RateLimit-Reset`` or ``Retry-After``; 0 if none."""
+        reset = response.headers.get("X-RateLimit-Reset", "").strip()
+        if reset:
+            try:
+                return max(float(reset) - time.time(), 0.0)
+            except ValueError:
+                pass
+        retry_after = response.headers.get("Retry-After", "").strip()
+        if not retry_after:
+            return 0.0
+        try:
+            return max(float(retry_after), 0.0)
+        except ValueError:
+            pass
+        try:
+            when = email.utils.parsedate_to_datetime(retry_after)
+        except (TypeError, ValueError):
+            return 0.0
+        return max(when.timestamp() - time.time(), 0.0)
+
+    def _message_id(self, response: requests.Response) -> str:
+        try:
+            message_id = response.json()["message_id"]
+        except (ValueError, KeyError, TypeError):
+            raise ChatworkError(
+                f"Chatwork room {self.room_id}: HTTP {response.status_code} without a message_id: "
+                f"{self._redact(response.text[:200])!r}"
+            ) from None
+        log.info("Posted Chatwork message %s to room %s", message_id, self.room_id)
+        return str(message_id)
+
+    def _error_text(self, response: requests.Response) -> str:
+        """Chatwork's ``errors`` list as one line, else the start of the body."""
+        try:
+            errors = response.json().get("errors")
+        except (ValueError, AttributeError):
+            errors = None
+        if isinstance(errors, Sequence) and not isinstance(errors, str) and errors:
+            text = "; ".join(str(error) for error in errors)
+        else:
+            text = response.text.strip()[:200] or response.reason or "no details"
+        return self._redact(text)
+
+    def _redact(self, text: str) -> str:
+        # Servers and proxies sometimes echo request headers back; the token must not travel on.
+        return text.replace(self._api_key, "***")
+
+
+def send_summary(summary: DaySummary, client: ChatworkClient | None) -> str | None:
+    """Post the day's summary and return its message id, or None when spec rule 6 says not to send."""
+    if client is None:
+        log.info(
+            "Chatwork summary for %s not sent: CHATWORK_API_KEY and CHATWORK_ROOM_ID are not both set",
+            summary.day,
+        )
+        return None
+    if summary.processed == 0:
+        log.info(
+            "Chatwork summary for %s not sent: no photo was processed (%d skipped)",
+            summary.day,
+            summary.skipped,
+        )
+        return None
+    return client.post_message(format_summary(summary))
+
+
+def client_from_settings(settings: Settings) -> ChatworkClient | None:
+    """Build the client from ``CHATWORK_*`` settings, or return None when the summary is off."""
+    if not settings.chatwork_enabled:
+        log.info("Chatwork summary disabled: CHATWORK_API_KEY and CHATWORK_ROOM_ID are not both set")
+        return None
+    return ChatworkClient(
+        api_key=settings.chatwork_api_key or "",
+        room_id=settings.chatwork_room_id or "",
+        api_url=settings.chatwork_api_url or DEFAULT_API_URL,
+    )

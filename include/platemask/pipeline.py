@@ -1,0 +1,172 @@
+"""One photo from original to verified outputs (spec rules 1-4), pipelined across photos.
+
+Reading, backing up and decoding the next photos runs in worker threads while the model looks
+at the current one, and encoding/writing runs behind it; OpenCV and the model release the GIL,
+so storage latency and CPU work overlap instead of adding up.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from platemask.backup import CleanOriginal, prepare_original
+from platemask.config import Settings
+from platemask.detect import Detection, PlateDetector
+from platemask.errors import InternalError, PlateMaskError
+from platemask.images import decode, encode_jpeg, sha256
+from platemask.paths import PhotoPaths, photo_paths
+from platemask.render import render_outputs
+from platemask.storage import Storage
+from platemask.verify import verify_output
+
+__all__ = ["Photo", "PhotoOutcome", "process_photos"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Photo:
+    """One row of the day's uploads."""
+
+    file_id: int
+    car_id: str
+    path: str
+    branch_no: int | None = None
+
+    @property
+    def is_first(self) -> bool:
+        """Spec rule 0: only ``branch_no = 1`` is a first photo (not NULL, not 2, ...)."""
+        return self.branch_no == 1
+
+
+@dataclass
+class PhotoOutcome:
+    """What happened to one photo; ``error`` is None when its outputs are verified."""
+
+    photo: Photo
+    detections: int = 0
+    outputs: dict[str, str] = field(default_factory=dict)
+    sha256: dict[str, str] = field(default_factory=dict)
+    backup_history: str | None = None
+    error: PlateMaskError | None = None
+    millis: int = 0
+
+    @property
+    def ok(self) -> bool:
+        """Whether the photo reached ``verified``."""
+        return self.error is None
+
+
+@dataclass
+class _Prepared:
+    photo: Photo
+    paths: PhotoPaths
+    clean: CleanOriginal
+    image: np.ndarray
+    started: float
+
+
+def process_photos(
+    photos: Iterable[Photo],
+    *,
+    settings: Settings,
+    store: Storage,
+    backups: Storage,
+    detector: PlateDetector,
+    known_outputs: Mapping[int, Sequence[str]] | None = None,
+    prefetch: int = 3,
+    on_start: Callable[[Photo], None] | None = None,
+) -> Iterator[PhotoOutcome]:
+    """Process photos in order, yielding each outcome as soon as its outputs are verified."""
+    known_outputs = known_outputs or {}
+    queue = iter(photos)
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="platemask-io") as pool:
+
+        def submit_next(loading: deque[Future[_Prepared | PhotoOutcome]]) -> None:
+            photo = next(queue, None)
+            if photo is not None:
+                if on_start:
+                    on_start(photo)
+                loading.append(
+                    pool.submit(_prepare, photo, settings, store, backups, known_outputs.get(photo.file_id, ()))
+                )
+
+        loading: deque[Future[_Prepared | PhotoOutcome]] = deque()
+        finishing: deque[Future[PhotoOutcome]] = deque()
+        for _ in range(prefetch):
+            submit_next(loading)
+        while loading:
+            prepared = loading.popleft().result()
+            submit_next(loading)
+            if isinstance(prepared, PhotoOutcome):
+                yield prepared
+                continue
+            try:
+                detections = detector.detect([prepared.image])[0]
+            except PlateMaskError as exc:
+                yield _failed(prepared.photo, exc, prepared.started)
+                continue
+            finishing.append(pool.submit(_finish, prepared, detections, settings, store))
+            while len(finishing) > 1 or (finishing and finishing[0].done()):
+                yield finishing.popleft().result()
+        while finishing:
+            yield finishing.popleft().result()
+
+
+def _prepare(
+    photo: Photo, settings: Settings, store: Storage, backups: Storage, known: Sequence[str]
+) -> _Prepared | PhotoOutcome:
+    started = time.perf_counter()
+    try:
+        paths = photo_paths(photo.path, backup_dir=settings.backup_dir_name, detect_dir=settings.detect_dir_name)
+        clean = prepare_original(paths, store, backups, settings.limits, known_outputs=known)
+        image = decode(clean.data, settings.limits)
+    except PlateMaskError as exc:
+        return _failed(photo, exc, started)
+    except Exception as exc:  # one photo must never take the car down with it
+        log.exception("Unexpected error preparing %s", photo.path)
+        return _failed(photo, InternalError(f"{type(exc).__name__}: {exc}"), started)
+    return _Prepared(photo, paths, clean, image, started)
+
+
+def _finish(prepared: _Prepared, detections: list[Detection], settings: Settings, store: Storage) -> PhotoOutcome:
+    photo, paths, clean = prepared.photo, prepared.paths, prepared.clean
+    outcome = PhotoOutcome(photo, detections=len(detections), backup_history=clean.archived_backup)
+    outcome.sha256["backup"] = clean.sha256
+    try:
+        masked, banner_only = render_outputs(prepared.image, detections, first=photo.is_first, options=settings.render)
+        size = (prepared.image.shape[1], prepared.image.shape[0])
+        # The .detect/ copy first: the original is only overwritten once its masked twin is safe.
+        outcome.sha256["detect"] = _write_verified(store, paths.detect, masked, clean, size, settings)
+        outcome.outputs["detect"] = paths.detect
+        if banner_only is not None:
+            outcome.sha256["original"] = _write_verified(store, paths.original, banner_only, clean, size, settings)
+            outcome.outputs["original"] = paths.original
+    except PlateMaskError as exc:
+        outcome.error = exc
+    except Exception as exc:
+        log.exception("Unexpected error writing the outputs of %s", photo.path)
+        outcome.error = InternalError(f"{type(exc).__name__}: {exc}")
+    outcome.millis = round((time.perf_counter() - prepared.started) * 1000)
+    return outcome
+
+
+def _write_verified(
+    store: Storage, path: str, image: np.ndarray, clean: CleanOriginal, size: tuple[int, int], settings: Settings
+) -> str:
+    data = encode_jpeg(image, quality=settings.render.jpeg_quality, source_sha256=clean.sha256, icc_from=clean.data)
+    digest = sha256(data)
+    store.write(path, data)
+    verify_output(store, path, expected_sha256=digest, size=size, limits=settings.limits)
+    return digest
+
+
+def _failed(photo: Photo, error: PlateMaskError, started: float) -> PhotoOutcome:
+    return PhotoOutcome(photo, error=error, millis=round((time.perf_counter() - started) * 1000))

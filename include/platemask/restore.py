@@ -1,0 +1,304 @@
+"""Spec rule 7: put originals back from their backups, selected from a day's tracking file.
+
+The customer's ``restore_from_backup.py``, rebuilt: records are filtered by status and by car id
+(derived from ``path``), each backup path is computed from ``path``, and the backup is copied over
+the original atomically, then checked byte for byte. Backups are only ever read. A photo that
+staff re-uploaded since its backup is kept under ``.backup/.history/`` before being replaced.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from platemask.backup import history_path
+from platemask.config import Settings
+from platemask.errors import MissingFileError, PlateMaskError, UnsafePathError
+from platemask.images import output_source, sha256
+from platemask.paths import photo_paths
+from platemask.storage import Storage
+from platemask.tracking import DayTracking, Record, site_now, stamp
+
+__all__ = [
+    "RESTORE_STATUSES",
+    "FileRestore",
+    "RestoreReport",
+    "RestoreRequest",
+    "add_restore_command",
+    "car_id_from_path",
+    "restore_day",
+    "select_records",
+]
+
+log = logging.getLogger(__name__)
+
+RESTORE_STATUSES = ("done", "error", "verified", "all")
+#: What happened to each selected file.
+ACTIONS = ("restored", "would_restore", "unchanged", "missing_backup", "error")
+
+
+@dataclass(frozen=True)
+class RestoreRequest:
+    """Which records to restore and how."""
+
+    day: dt.date
+    status: str
+    car_ids: tuple[str, ...] = ()
+    dry_run: bool = True
+    remove_detect: bool = False
+
+    def __post_init__(self) -> None:
+        if self.status not in RESTORE_STATUSES:
+            raise ValueError(f"status must be one of {', '.join(RESTORE_STATUSES)}, not {self.status!r}")
+
+
+@dataclass(frozen=True)
+class FileRestore:
+    """The outcome for one selected file."""
+
+    file_id: str
+    car_id: str
+    path: str
+    action: str
+    detail: str = ""
+
+
+@dataclass
+class RestoreReport:
+    """Everything a restore did (or would do), for the log, XCom and Chatwork."""
+
+    request: RestoreRequest
+    files: list[FileRestore] = field(default_factory=list)
+    problem: str = ""  # set when the tracking file itself could not be read
+
+    def counts(self) -> dict[str, int]:
+        """Files per action, every action present."""
+        counter = Counter(f.action for f in self.files)
+        if self.problem:
+            counter["error"] += 1
+        return {action: counter.get(action, 0) for action in ACTIONS}
+
+    def per_car(self) -> dict[str, dict[str, int]]:
+        """Files per action for each car."""
+        cars: dict[str, Counter[str]] = {}
+        for item in self.files:
+            cars.setdefault(item.car_id, Counter())[item.action] += 1
+        return {car: dict(counter) for car, counter in sorted(cars.items())}
+
+    @property
+    def failed(self) -> bool:
+        """Whether anything could not be restored (missing backups included)."""
+        counts = self.counts()
+        return bool(counts["error"] or counts["missing_backup"])
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-able summary (the restore task's XCom)."""
+        return {
+            "date": self.request.day.isoformat(),
+            "status": self.request.status,
+            "car_ids": list(self.request.car_ids),
+            "dry_run": self.request.dry_run,
+            "counts": self.counts(),
+            "cars": self.per_car(),
+            "problems": [f"{f.path}: {f.detail}" for f in self.files if f.action in ("error", "missing_backup")]
+            + ([self.problem] if self.problem else []),
+        }
+
+    def text(self) -> str:
+        """The report as Chatwork-style text, one line per car."""
+        r, c = self.request, self.counts()
+        mode = "dry run: nothing was changed" if r.dry_run else "originals restored"
+        cars = ", ".join(r.car_ids) if r.car_ids else "all cars"
+        lines = [
+            "[info][title]♻️ バックアップから復元[/title]",
+            f"📅 対象日: {r.day.isoformat()} (status={r.status}, {cars}, {mode})",
+            f"✅ 復元: {c['restored']}件" if not r.dry_run else f"🔎 復元予定: {c['would_restore']}件",
+            f"⏸️ 変更なし: {c['unchanged']}件",
+            f"❓ バックアップなし: {c['missing_backup']}件",
+            f"❌ エラー: {c['error']}件",
+        ]
+        if self.problem:
+            lines.append(f"  {self.problem}")
+        lines.append("")
+        lines.append("📊 車両別結果:")
+        for car, counts in self.per_car().items():
+            mark = "⚠️" if counts.get("error") or counts.get("missing_backup") else "✅"
+            detail = ", ".join(f"{action} {n}" for action, n in counts.items())
+            lines.append(f"  {mark} {car}: {detail}")
+        lines.append("[/info]")
+        return "\n".join(lines)
+
+
+def car_id_from_path(path: str) -> str:
+    """The car id a ``/upfile/1041/8430/x.jpg`` path belongs to (``10418430``), as the original did."""
+    parts = path.strip("/").split("/")
+    return parts[1] + parts[2] if len(parts) >= 4 else ""
+
+
+def select_records(processed: dict[str, Record], status: str, car_ids: Iterable[str] = ()) -> list[tuple[str, Record]]:
+    """The records to restore: by status (``all`` for every one) and by car id from ``path``."""
+    wanted = set(car_ids)
+    return [
+        (key, record)
+        for key, record in sorted(processed.items(), key=lambda item: str(item[1].get("path", "")))
+        if (status == "all" or record.get("status") == status)
+        and (not wanted or car_id_from_path(str(record.get("path", ""))) in wanted)
+    ]
+
+
+def restore_day(
+    request: RestoreRequest,
+    tracking: DayTracking,
+    *,
+    store: Storage,
+    backups: Storage,
+    backup_dir: str = ".backup",
+    detect_dir: str = ".detect",
+    workers: int = 8,
+    progress_every: float = 5.0,
+) -> RestoreReport:
+    """Restore (or, in a dry run, list) the selected originals of one day from their backups."""
+    report = RestoreReport(request)
+    try:
+        selected = select_records(tracking.view()["processed"], request.status, request.car_ids)
+    except PlateMaskError as exc:
+        report.problem = exc.describe()
+        return report
+
+    def restore(item: tuple[str, Record]) -> FileRestore:
+        key, record = item
+        return _restore_one(key, record, request, store, backups, backup_dir, detect_dir)
+
+    progress = _Progress(len(selected), progress_every)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="platemask-restore") as pool:
+        for outcome in pool.map(restore, selected):
+            report.files.append(outcome)
+            progress.step()
+    if not request.dry_run:
+        _record_restores(tracking, report)
+    log.info("Restore %s: %s", request.day, report.counts())
+    return report
+
+
+def _restore_one(
+    key: str,
+    record: Record,
+    request: RestoreRequest,
+    store: Storage,
+    backups: Storage,
+    backup_dir: str,
+    detect_dir: str,
+) -> FileRestore:
+    path = str(record.get("path", ""))
+    car_id = car_id_from_path(path) or str(record.get("car_id", ""))
+
+    def result(action: str, detail: str = "") -> FileRestore:
+        return FileRestore(key, car_id, path, action, detail)
+
+    try:
+        paths = photo_paths(path, backup_dir=backup_dir, detect_dir=detect_dir)
+        try:
+            backup = backups.read(paths.backup)
+        except MissingFileError:
+            return result("missing_backup", f"no backup at {paths.backup}")
+        try:
+            current = store.read(paths.original)
+        except MissingFileError:
+            current = None
+        changed = current is None or sha256(current) != sha256(backup)
+        if request.dry_run:
+            return result("would_restore" if changed else "unchanged")
+        if changed:
+            if current is not None and output_source(current) != sha256(backup):
+                # Neither the backup nor our banner version: a newer upload. Keep it before replacing.
+                backups.create(history_path(paths, sha256(current)), current)
+            store.write(paths.original, backup)
+            if sha256(store.read(paths.original)) != sha256(backup):
+                return result("error", "restored bytes differ from the backup")
+        if request.remove_detect:
+            store.delete(paths.detect)
+        return result("restored" if changed else "unchanged")
+    except UnsafePathError as exc:
+        return result("error", exc.describe())
+    except PlateMaskError as exc:
+        return result("error", exc.describe())
+
+
+def _record_restores(tracking: DayTracking, report: RestoreReport) -> None:
+    """Rule 7 meets rule 5: restored records get a ``restored`` history entry and ``restored_at``."""
+    touched = [f for f in report.files if f.action in ("restored", "unchanged")]
+    if not touched:
+        return
+    at = stamp(site_now(tracking.timezone))
+    with tracking.update() as doc:
+        for item in touched:
+            record = doc["processed"].get(item.file_id)
+            if record is not None:
+                record["status_history"].append({"status": "restored", "at": at})
+                record["restored_at"] = at
+                if report.request.remove_detect:
+                    record["detect_removed_at"] = at
+
+
+class _Progress:
+    """A log line every few seconds, so a restore of thousands of files shows it is alive."""
+
+    def __init__(self, total: int, every: float) -> None:
+        self.total, self.count, self.every = total, 0, every
+        self.started = self.last = time.monotonic()
+        self.lock = threading.Lock()
+
+    def step(self) -> None:
+        with self.lock:
+            self.count += 1
+            now = time.monotonic()
+            if now - self.last >= self.every or self.count == self.total:
+                self.last = now
+                rate = self.count / max(now - self.started, 1e-6)
+                log.info("Restore progress: %d/%d files (%.0f files/s)", self.count, self.total, rate)
+
+
+def add_restore_command(commands: Any) -> None:
+    """Register ``platemask restore``, the command-line twin of ``plate_masking_restore``."""
+    parser = commands.add_parser("restore", help="put originals back from .backup/ (see plate_masking_restore)")
+    parser.add_argument("--date", required=True, type=dt.date.fromisoformat, help="day of the tracking file")
+    parser.add_argument("--status", required=True, choices=RESTORE_STATUSES, help="records to restore")
+    parser.add_argument("--car-id", action="append", default=[], dest="car_ids", help="only this car (repeatable)")
+    parser.add_argument("--dry-run", action="store_true", help="only report what would be restored")
+    parser.add_argument("--remove-detect", action="store_true", help="also delete the .detect/ copies")
+    parser.set_defaults(run=_restore_command)
+
+
+def _restore_command(args: argparse.Namespace) -> int:
+    from platemask.storage import open_storage
+
+    logging.getLogger("platemask").setLevel(logging.INFO)
+    settings = Settings.from_env()
+    settings.require_storage()
+    request = RestoreRequest(args.date, args.status, _car_ids(args.car_ids), args.dry_run, args.remove_detect)
+    store, backups = open_storage(settings)
+    report = restore_day(
+        request,
+        DayTracking(settings.tracking_dir, args.date, settings.timezone),
+        store=store,
+        backups=backups,
+        backup_dir=settings.backup_dir_name,
+        detect_dir=settings.detect_dir_name,
+    )
+    print(report.text())
+    return 1 if report.failed else 0
+
+
+def _car_ids(values: Sequence[str]) -> tuple[str, ...]:
+    from platemask.paths import validate_car_id
+
+    ids = [part.strip() for value in values for part in value.split(",") if part.strip()]
+    return tuple(validate_car_id(car_id) for car_id in ids)

@@ -1,0 +1,20 @@
+-- The photos uploaded on one site-local calendar day, one row per photo (spec rule 0).
+--
+-- Named parameters (psycopg style, written as percent-(name)-s):
+--   day_start, day_end    site-local timestamps of the day, end exclusive
+--   last_processed_time   the tracking file's watermark, NULL on a first run; usable for an
+--                         incremental query. This default reads the whole day and lets
+--                         platemask skip finished photos, so deleted or re-sorted rows are seen.
+-- Columns platemask needs: file_id, car_id, file_path (relative to S3_MOUNT), branch_no,
+-- updated_at (a changed row is processed again). Adapt the table and column names to your site.
+SELECT
+    id                                         AS file_id,
+    COALESCE(inspresultdata_cd, car_cd::text)  AS car_id,
+    file_path,
+    branch_no,
+    updated_at
+FROM upload_files
+WHERE created_at >= %(day_start)s
+  AND created_at <  %(day_end)s
+  AND deleted_at IS NULL
+ORDER BY COALESCE(inspresultdata_cd, car_cd::text), branch_no ASC, id;

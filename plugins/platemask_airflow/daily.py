@@ -1,0 +1,54 @@
+"""The planning and finishing tasks of ``plate_masking_daily``, kept out of the DAG file."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from airflow.sdk import conf
+from airflow.sdk.exceptions import AirflowFailException
+
+from platemask.config import Settings
+from platemask.daily import finish_day, plan_day, target_day
+from platemask.notify import format_summary, send_summary
+from platemask.tracking import DayTracking
+from platemask_airflow.chatwork import chatwork_client
+from platemask_airflow.uploads import fetch_day_uploads
+
+__all__ = ["finish", "plan"]
+
+log = logging.getLogger(__name__)
+
+
+def plan(sql_file: Path, date: str | None, logical_date: dt.datetime | None, *, force: bool) -> dict[str, Any]:
+    """Fetch the day's rows and plan the work; returns a small dict (car ids, counts) for XCom."""
+    settings = Settings.from_env()
+    settings.require_storage()
+    tracking = DayTracking(settings.tracking_dir, target_day(date, logical_date, settings.timezone), settings.timezone)
+    rows = fetch_day_uploads(sql_file, tracking.day, last_processed_time=tracking.load().get("last_processed_time"))
+    day_plan = plan_day(
+        rows,
+        tracking,
+        force=force,
+        cars_per_task=settings.cars_per_task,
+        max_tasks=conf.getint("core", "max_map_length", fallback=1024),
+    )
+    return day_plan.as_xcom()
+
+
+def finish(day_plan: dict[str, Any]) -> dict[str, Any]:
+    """Merge the day, send the summary, and fail the run (after sending) if any photo failed."""
+    settings = Settings.from_env()
+    tracking = DayTracking(settings.tracking_dir, dt.date.fromisoformat(day_plan["date"]), settings.timezone)
+    summary = finish_day(tracking, skipped=day_plan["skipped"], refused=day_plan["refused"])
+    log.info("Summary:\n%s", format_summary(summary))
+    send_summary(summary, chatwork_client(settings))
+    if summary.failed:
+        failing = ", ".join(car.car_id for car in summary.cars if not car.ok) or "rows refused at planning"
+        raise AirflowFailException(f"{summary.failed} photo(s) failed; cars: {failing}")
+    result = asdict(summary)
+    result["day"] = summary.day.isoformat()
+    return result

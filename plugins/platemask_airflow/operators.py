@@ -1,0 +1,114 @@
+"""The car operator: one mapped task instance per car (or per small batch of cars)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from airflow.sdk import BaseOperator, Context
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+from platemask.config import MASK_STYLES, Settings
+from platemask.daily import CarResult, process_cars
+from platemask.errors import ConfigError
+from platemask.tracking import DayTracking
+from platemask_airflow.storage import open_storage
+
+__all__ = ["PlateMaskOperator", "car_label"]
+
+
+def car_label(car_ids: Sequence[str]) -> str:
+    """The task's label in the UI (``map_index_template="{{ car_label }}"``)."""
+    return car_ids[0] if len(car_ids) == 1 else f"{car_ids[0]} +{len(car_ids) - 1} cars"
+
+
+class PlateMaskOperator(BaseOperator):
+    """Back up, detect, mask and verify the unfinished photos of one car (spec rules 1-4).
+
+    The work list is the car's tracking part written by the planning task, so a retry or a
+    cleared-and-rerun task picks up exactly the photos that are not verified yet. A photo that
+    is bad input fails the task at once; storage hiccups make it retry.
+
+    :param car_ids: the car id to process, or a list of them when cars are batched
+    :param day: the site-local day (``YYYY-MM-DD``) being processed
+    :param s3_mount: photo root; defaults to the ``S3_MOUNT`` environment variable
+    :param log_dir: folder of ``tracking/``; defaults to ``LOG_DIR``
+    :param mask_style: ``fill``, ``blur``, ``pixelate`` or ``logo``; defaults to ``PLATEMASK_MASK_STYLE``
+    :param aws_conn_id: Airflow connection for S3 calls (S3 backups or an ``s3://`` photo root)
+    """
+
+    template_fields: Sequence[str] = ("car_ids", "day", "s3_mount", "log_dir", "mask_style")
+    ui_color = "#ffd166"
+
+    def __init__(
+        self,
+        *,
+        car_ids: str | Sequence[str],
+        day: str,
+        s3_mount: str | None = None,
+        log_dir: str | None = None,
+        mask_style: str | None = None,
+        aws_conn_id: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.car_ids = car_ids
+        self.day = day
+        self.s3_mount = s3_mount
+        self.log_dir = log_dir
+        self.mask_style = mask_style
+        self.aws_conn_id = aws_conn_id
+        if mask_style and "{{" not in mask_style:
+            _check_style(mask_style)
+
+    def execute(self, context: Context) -> list[dict[str, Any]]:
+        car_ids = [self.car_ids] if isinstance(self.car_ids, str) else [str(c) for c in self.car_ids]
+        if not car_ids:
+            raise ConfigError("car_ids is empty: nothing to process")
+        context["car_label"] = car_label(car_ids)  # type: ignore[typeddict-unknown-key]
+        settings = self._settings()
+        store, backups = open_storage(settings)
+        tracking = DayTracking(settings.tracking_dir, dt.date.fromisoformat(self.day), settings.timezone)
+        results = process_cars(car_ids, tracking, settings=settings, store=store, backups=backups)
+        self._report(results)
+        return [result.as_xcom() for result in results]
+
+    def _settings(self) -> Settings:
+        _check_style(self.mask_style)  # again: the value may have come from a template
+        base = Settings.from_env()
+        settings = base.with_overrides(
+            s3_mount=self.s3_mount,
+            log_dir=Path(self.log_dir) if self.log_dir else None,
+            aws_conn_id=self.aws_conn_id,
+            render=replace(base.render, style=self.mask_style) if self.mask_style else None,
+        )
+        settings.require_storage()
+        return settings
+
+    def _report(self, results: list[CarResult]) -> None:
+        failed = [r for r in results if r.errors]
+        for result in results:
+            self.log.info(
+                "Car %s: %d photos processed, %d verified, %d plates, %d errors",
+                result.car_id,
+                result.processed,
+                result.verified,
+                result.detections,
+                len(result.errors),
+            )
+        if not failed:
+            return
+        errors = [line for r in failed for line in r.errors]
+        message = f"{len(errors)} photo(s) failed: " + "; ".join(errors[:5]) + (" …" if len(errors) > 5 else "")
+        if any(r.transient for r in failed):
+            raise AirflowException(message + " (temporary errors: retrying)")
+        # Bad input does not get better by retrying: fail now, so the car shows red at once.
+        raise AirflowFailException(message)
+
+
+def _check_style(style: str | None) -> None:
+    if style and style not in MASK_STYLES:
+        raise ValueError(f"mask_style must be one of {', '.join(MASK_STYLES)}, not {style!r}")

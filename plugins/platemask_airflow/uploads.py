@@ -1,0 +1,35 @@
+"""The day's uploads from the site database, through the ``upload_db`` connection."""
+
+from __future__ import annotations
+
+import datetime as dt
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+from platemask.daily import day_bounds
+
+__all__ = ["fetch_day_uploads"]
+
+
+def fetch_day_uploads(
+    sql_file: Path, day: dt.date, *, last_processed_time: str | None = None, conn_id: str = "upload_db"
+) -> list[dict[str, Any]]:
+    """Run the site's query (a file, so sites adapt it without Python) for one site-local day.
+
+    The query gets ``day_start``/``day_end`` (site-local, end exclusive) and the tracking file's
+    ``last_processed_time`` (NULL on a first run) and returns ``file_id, car_id, file_path,
+    branch_no, updated_at``.
+    """
+    sql = sql_file.read_text(encoding="utf-8")
+    start, end = day_bounds(day)
+    offered = {"day_start": start, "day_end": end, "last_processed_time": last_processed_time}
+    # Send only the parameters the query uses: PostgreSQL refuses untyped unused ones.
+    parameters = {name: value for name, value in offered.items() if f"%({name})s" in sql}
+    hook = PostgresHook(postgres_conn_id=conn_id)
+    with closing(hook.get_conn()) as conn, closing(conn.cursor()) as cursor:
+        cursor.execute(sql, parameters)
+        columns = [column[0] for column in cursor.description]
+        return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
