@@ -25,7 +25,7 @@ import os
 from pathlib import Path
 
 import pendulum
-from airflow.sdk import CronDataIntervalTimetable, Param, TriggerRule, dag, task
+from airflow.sdk import CronDataIntervalTimetable, Param, TaskInstance, TriggerRule, dag, task
 
 from platemask_airflow.notifiers import ChatworkNotifier
 from platemask_airflow.operators import PlateMaskOperator
@@ -66,28 +66,29 @@ UPLOADS_SQL = Path(__file__).parents[1] / "include" / "sql" / "day_uploads.sql"
 )
 def plate_masking_daily() -> None:
     @task(
-        multiple_outputs=True,
         on_failure_callback=ChatworkNotifier(
             text="[info][title]🚗 ナンバープレート処理: 失敗[/title]{{ dag.dag_id }}: "
             "the day's uploads could not be planned ({{ ti.task_id }}). {{ ti.log_url }}[/info]"
         ),
     )
-    def plan_uploads(params: dict, logical_date: dt.datetime | None = None) -> dict:
-        """Read the day's uploads and write the work of each car into the tracking file."""
+    def plan_uploads(params: dict, ti: TaskInstance, logical_date: dt.datetime | None = None) -> list[dict]:
+        """Read the day's uploads, write each car's work into the tracking file, return the cars."""
         from platemask_airflow.daily import plan
 
-        return plan(UPLOADS_SQL, params["date"], logical_date, force=params["force"])
+        day_plan = plan(UPLOADS_SQL, params["date"], logical_date, force=params["force"])
+        ti.xcom_push(key="counts", value=day_plan.counts())
+        return day_plan.mapped_items()
 
     @task(trigger_rule=TriggerRule.ALL_DONE)
-    def finish_day(day_plan: dict) -> dict:
+    def finish_day(counts: dict) -> dict:
         """Mark complete cars done, send the Chatwork summary, fail if any photo failed."""
         from platemask_airflow.daily import finish
 
-        return finish(day_plan)
+        return finish(counts)
 
-    day_plan = plan_uploads()
-    masked = PlateMaskOperator.partial(task_id="mask_car", day=day_plan["date"], map_index_template="{{ car_label }}")
-    masked.expand(car_ids=day_plan["batches"]) >> finish_day(day_plan)
+    cars = plan_uploads()
+    masked = PlateMaskOperator.partial(task_id="mask_car", map_index_template="{{ car_label }}").expand_kwargs(cars)
+    masked >> finish_day(cars["counts"])
 
 
 plate_masking_daily()

@@ -70,11 +70,15 @@ class DayPlan:
     skipped: int
     refused: int = 0
 
-    def as_xcom(self) -> dict[str, Any]:
-        """A small JSON-able dict: car ids only, never the photo lists (XCom stays tiny)."""
+    def mapped_items(self) -> list[dict[str, Any]]:
+        """One small dict per mapped task (its operator arguments): car ids only, never photo lists."""
+        return [{"day": self.day.isoformat(), "car_ids": batch} for batch in self.batches]
+
+    def counts(self) -> dict[str, Any]:
+        """The numbers the finishing task needs."""
         return {
             "date": self.day.isoformat(),
-            "batches": self.batches,
+            "cars": sum(len(batch) for batch in self.batches),
             "photos": self.photos,
             "skipped": self.skipped,
             "refused": self.refused,
@@ -184,6 +188,7 @@ def process_cars(
         on_start=started,
     )
     for outcome in outcomes:
+        _log_photo(outcome)
         part = parts[outcome.photo.car_id]
         apply_outcome(part["records"][str(outcome.photo.file_id)], outcome, stamp(site_now(tracking.timezone)))
         tracking.write_part(outcome.photo.car_id, part)
@@ -235,6 +240,15 @@ def _load_part(tracking: DayTracking, car_id: str) -> dict[str, Any]:
     part = {"date": tracking.day.isoformat(), "car_id": car_id, "records": records}
     tracking.write_part(car_id, part)
     return part
+
+
+def _log_photo(outcome: PhotoOutcome) -> None:
+    photo = outcome.photo
+    if outcome.ok:
+        log.info("%s %s: verified, %d plates, %d ms", photo.file_id, photo.path, outcome.detections, outcome.millis)
+    else:
+        assert outcome.error is not None
+        log.warning("%s %s: error (%s), %d ms", photo.file_id, photo.path, outcome.error.describe(), outcome.millis)
 
 
 def _count(result: CarResult, outcome: PhotoOutcome) -> None:

@@ -63,6 +63,9 @@ def inspect(data: bytes, limits: Limits) -> PhotoInfo:
     # last scan header (SOS); phones may append trailers after it, which is fine.
     if data.rfind(b"\xff\xd9") < data.rfind(b"\xff\xda"):
         raise InvalidImageError("truncated JPEG (no end-of-image marker after the last scan)")
+    size = _sof_size(data)
+    if size is not None and size[0] * size[1] > limits.max_pixels:
+        raise ImageTooLargeError(f"{size[0]}×{size[1]} px is over the {limits.max_pixels:,} pixel limit")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -104,6 +107,24 @@ def output_source(data: bytes) -> str | None:
     """The source hash if ``data`` is a JPEG we wrote (see :func:`encode_jpeg`), else None."""
     match = _MARKER_RE.search(data, 0, 4096)
     return match.group(1).decode() if match else None
+
+
+def _sof_size(data: bytes) -> tuple[int, int] | None:
+    """Width and height from the JPEG frame header, read before any library sizes buffers."""
+    pos = 2
+    while pos + 9 <= len(data) and data[pos] == 0xFF:
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        (length,) = struct.unpack(">H", data[pos + 2 : pos + 4])
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            height, width = struct.unpack(">HH", data[pos + 5 : pos + 9])
+            return width, height
+        if marker == 0xDA:
+            return None
+        pos += 2 + length
+    return None
 
 
 def _segment(marker: int, payload: bytes) -> bytes:

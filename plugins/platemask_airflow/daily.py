@@ -12,7 +12,7 @@ from airflow.sdk import conf
 from airflow.sdk.exceptions import AirflowFailException
 
 from platemask.config import Settings
-from platemask.daily import finish_day, plan_day, target_day
+from platemask.daily import DayPlan, finish_day, plan_day, target_day
 from platemask.notify import format_summary, send_summary
 from platemask.tracking import DayTracking
 from platemask_airflow.chatwork import chatwork_client
@@ -23,27 +23,26 @@ __all__ = ["finish", "plan"]
 log = logging.getLogger(__name__)
 
 
-def plan(sql_file: Path, date: str | None, logical_date: dt.datetime | None, *, force: bool) -> dict[str, Any]:
-    """Fetch the day's rows and plan the work; returns a small dict (car ids, counts) for XCom."""
+def plan(sql_file: Path, date: str | None, logical_date: dt.datetime | None, *, force: bool) -> DayPlan:
+    """Fetch the day's rows and plan the work (written to the day's tracking parts)."""
     settings = Settings.from_env()
     settings.require_storage()
     tracking = DayTracking(settings.tracking_dir, target_day(date, logical_date, settings.timezone), settings.timezone)
     rows = fetch_day_uploads(sql_file, tracking.day, last_processed_time=tracking.load().get("last_processed_time"))
-    day_plan = plan_day(
+    return plan_day(
         rows,
         tracking,
         force=force,
         cars_per_task=settings.cars_per_task,
         max_tasks=conf.getint("core", "max_map_length", fallback=1024),
     )
-    return day_plan.as_xcom()
 
 
-def finish(day_plan: dict[str, Any]) -> dict[str, Any]:
+def finish(counts: dict[str, Any]) -> dict[str, Any]:
     """Merge the day, send the summary, and fail the run (after sending) if any photo failed."""
     settings = Settings.from_env()
-    tracking = DayTracking(settings.tracking_dir, dt.date.fromisoformat(day_plan["date"]), settings.timezone)
-    summary = finish_day(tracking, skipped=day_plan["skipped"], refused=day_plan["refused"])
+    tracking = DayTracking(settings.tracking_dir, dt.date.fromisoformat(counts["date"]), settings.timezone)
+    summary = finish_day(tracking, skipped=counts["skipped"], refused=counts["refused"])
     log.info("Summary:\n%s", format_summary(summary))
     send_summary(summary, chatwork_client(settings))
     if summary.failed:

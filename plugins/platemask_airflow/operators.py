@@ -6,16 +6,18 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from platemask.config import MASK_STYLES, Settings
-from platemask.daily import CarResult, process_cars
 from platemask.errors import ConfigError
 from platemask.tracking import DayTracking
 from platemask_airflow.storage import open_storage
+
+if TYPE_CHECKING:
+    from platemask.daily import CarResult
 
 __all__ = ["PlateMaskOperator", "car_label"]
 
@@ -69,6 +71,8 @@ class PlateMaskOperator(BaseOperator):
         if not car_ids:
             raise ConfigError("car_ids is empty: nothing to process")
         context["car_label"] = car_label(car_ids)  # type: ignore[typeddict-unknown-key]
+        from platemask.daily import process_cars  # numpy/OpenCV stay out of DAG parsing
+
         settings = self._settings()
         store, backups = open_storage(settings)
         tracking = DayTracking(settings.tracking_dir, dt.date.fromisoformat(self.day), settings.timezone)

@@ -1,0 +1,701 @@
+"""The Docker deployment, checked statically: Dockerfile, docker-compose.yaml, .env.example.
+
+No Docker engine is needed. The names the deployment must provide are derived from the code:
+``platemask.config.VARIABLES``, the environment reads found in the sources of dags/, plugins/
+and include/, and the Airflow connection ids they use. So a variable cannot be added to the
+code without reaching the containers and .env.example, and a setting cannot be documented
+without being used.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tomllib
+from collections.abc import Iterator
+from fnmatch import fnmatch
+from functools import cache
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE_FILE = ROOT / "docker-compose.yaml"
+DOCKERFILE = ROOT / "Dockerfile"
+ENV_EXAMPLE = ROOT / ".env.example"
+DOCKERIGNORE = ROOT / ".dockerignore"
+OPERATIONS = ROOT / "docs" / "operations.md"
+SOURCE_DIRS = ("dags", "plugins", "include")
+
+#: Environment reads in the code that are not operator settings, with the reason.
+NOT_SETTINGS = {
+    "AIRFLOW_HOME": "set by Airflow itself (the image sets /opt/airflow)",
+    "YOLO_AUTOINSTALL": "forced off for ultralytics by platemask.detect and by the image",
+    "YOLO_OFFLINE": "forced on for ultralytics by platemask.detect and by the image",
+}
+#: boto3's own credentials, for S3 backups without an Airflow connection.
+AWS_VARIABLES = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"}
+
+INFRASTRUCTURE = {"postgres", "redis", "site-db"}
+AIRFLOW_SERVICES = {
+    "airflow-apiserver",
+    "airflow-scheduler",
+    "airflow-dag-processor",
+    "airflow-worker",
+    "airflow-triggerer",
+    "airflow-init",
+    "airflow-cli",
+    "flower",
+    "demo-seed",
+}
+ONE_SHOT = {"airflow-init", "airflow-cli", "demo-seed"}
+PHOTOS_TARGET = "/opt/airflow/photos"
+POOL = "plate_masking"
+
+_INTERPOLATION = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")
+_BARE_INTERPOLATION = re.compile(r"(?<!\$)\$([A-Za-z_][A-Za-z0-9_]*)")
+_ENV_ASSIGNMENT = re.compile(r"^#?[ \t]*([A-Z_][A-Z0-9_]*)=(.*)$", re.MULTILINE)
+_SECRET_NAME = re.compile(r"(_KEY|_KEY_ID|SECRET|PASSWORD|TOKEN)$|^AIRFLOW_CONN_")
+
+
+# --- what the code reads -------------------------------------------------------------------
+
+
+def _variables() -> dict[str, str]:
+    """``platemask.config.VARIABLES`` of this checkout."""
+    include = str(ROOT / "include")
+    if include not in sys.path:
+        sys.path.insert(0, include)
+    from platemask.config import VARIABLES
+
+    return VARIABLES
+
+
+def _python_sources() -> Iterator[Path]:
+    for folder in SOURCE_DIRS:
+        yield from sorted((ROOT / folder).rglob("*.py"))
+
+
+def _is_environ(node: ast.expr) -> bool:
+    """``os.environ``, ``environ``, ``self._environ``: a mapping of environment variables."""
+    name = node.attr if isinstance(node, ast.Attribute) else getattr(node, "id", None)
+    return name in {"environ", "_environ"}
+
+
+def _is_env_helper(node: ast.expr) -> bool:
+    """The typed reader of platemask.config (``env = _Env(...)``, or ``self._env``)."""
+    name = node.attr if isinstance(node, ast.Attribute) else getattr(node, "id", None)
+    return name in {"env", "_env"}
+
+
+def _env_key(node: ast.AST) -> ast.expr | None:
+    """The key expression of an environment read, or None when ``node`` is not one."""
+    if isinstance(node, ast.Subscript) and _is_environ(node.value):
+        return node.slice
+    if isinstance(node, ast.Compare) and isinstance(node.ops[0], ast.In | ast.NotIn):
+        return node.left if _is_environ(node.comparators[0]) else None
+    if not (isinstance(node, ast.Call) and node.args):
+        return None
+    func = node.func
+    if isinstance(func, ast.Name) and func.id == "getenv":
+        return node.args[0]
+    if not isinstance(func, ast.Attribute):
+        return None
+    if func.attr == "getenv" or (func.attr in {"get", "setdefault", "pop"} and _is_environ(func.value)):
+        return node.args[0]
+    if func.attr in {"get", "number", "integer"} and _is_env_helper(func.value):
+        return node.args[0]
+    return None
+
+
+def env_reads(source: str) -> set[str]:
+    """Names of the environment variables that Python ``source`` reads with a literal key."""
+    names = set()
+    for node in ast.walk(ast.parse(source)):
+        key = _env_key(node)
+        if isinstance(key, ast.Constant) and isinstance(key.value, str):
+            names.add(key.value)
+    return names
+
+
+def connection_ids(source: str) -> set[str]:
+    """Airflow connection ids ``source`` names as literals (``conn_id="x"``, ``X_CONN_ID = "x"``)."""
+    ids = set()
+    for node in ast.walk(ast.parse(source)):
+        pairs: list[tuple[str, ast.expr | None]] = []
+        if isinstance(node, ast.keyword) and node.arg:
+            pairs.append((node.arg, node.value))
+        elif isinstance(node, ast.Assign):
+            pairs += [(t.id, node.value) for t in node.targets if isinstance(t, ast.Name)]
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            pairs.append((node.target.id, node.value))
+        elif isinstance(node, ast.arguments):
+            positional = node.posonlyargs + node.args
+            if node.defaults:
+                pairs += zip((a.arg for a in positional[-len(node.defaults) :]), node.defaults, strict=True)
+            pairs += [(a.arg, d) for a, d in zip(node.kwonlyargs, node.kw_defaults, strict=True)]
+        for name, value in pairs:
+            if name.lower().endswith("conn_id") and isinstance(value, ast.Constant) and isinstance(value.value, str):
+                ids.add(value.value)
+    return ids
+
+
+def _string_literals_outside_variables(source: str) -> set[str]:
+    """Every string literal of ``source`` except the keys of the ``VARIABLES`` table itself."""
+    tree = ast.parse(source)
+    table_keys: set[int] = set()
+    for node in ast.walk(tree):
+        target = node.target if isinstance(node, ast.AnnAssign) else None
+        if isinstance(node, ast.Assign) and len(node.targets) == 1:
+            target = node.targets[0]
+        if isinstance(target, ast.Name) and target.id == "VARIABLES" and isinstance(node.value, ast.Dict):
+            table_keys |= {id(k) for k in node.value.keys}
+    return {
+        n.value
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in table_keys
+    }
+
+
+def _code_env_reads() -> dict[str, set[str]]:
+    """Variable name -> files (relative) that read it."""
+    found: dict[str, set[str]] = {}
+    for path in _python_sources():
+        for name in env_reads(path.read_text(encoding="utf-8")):
+            found.setdefault(name, set()).add(str(path.relative_to(ROOT)))
+    return found
+
+
+def _connection_variables() -> set[str]:
+    ids = set()
+    for path in _python_sources():
+        ids |= connection_ids(path.read_text(encoding="utf-8"))
+    return {f"AIRFLOW_CONN_{conn_id.upper()}" for conn_id in ids}
+
+
+def required_variables() -> set[str]:
+    """Everything the deployment must provide and document."""
+    return set(_variables()) | _connection_variables() | AWS_VARIABLES | {"AIRFLOW_CONN_AWS_DEFAULT"}
+
+
+# --- the deployment files --------------------------------------------------------------------
+
+
+@cache
+def _compose() -> dict:
+    return yaml.safe_load(COMPOSE_FILE.read_text(encoding="utf-8"))
+
+
+def _services() -> dict[str, dict]:
+    return _compose()["services"]
+
+
+def _anchor() -> dict:
+    return _compose()["x-airflow-common"]
+
+
+def _default(value: str | None) -> str | None:
+    """The value an entry has when .env does not set it: ``${X:-d}`` -> d, ``${X}`` -> None."""
+    if value is None:
+        return None
+    match = _INTERPOLATION.fullmatch(str(value))
+    if match is None:
+        return str(value)
+    return match.group(3) if match.group(2) in {"-", ":-"} else None
+
+
+def _interpolated_names(text: str) -> set[str]:
+    return {m.group(1) for m in _INTERPOLATION.finditer(text)} | set(_BARE_INTERPOLATION.findall(text))
+
+
+def _mounts(service: dict) -> dict[str, str]:
+    """Container path -> host path of a service's short-syntax volumes."""
+    mounts = {}
+    for entry in service.get("volumes", []):
+        # ${VAR:?message} may contain ':'; mask interpolations before splitting.
+        masked = _INTERPOLATION.sub(lambda m: "\0" * len(m.group(0)), entry)
+        parts = masked.split(":")
+        source_len = len(parts[0])
+        target = parts[1]
+        mounts[target] = entry[:source_len]
+    return mounts
+
+
+def _env_example() -> dict[str, str]:
+    """Names documented in .env.example (set, or commented as ``# NAME=default``) -> value."""
+    text = ENV_EXAMPLE.read_text(encoding="utf-8")
+    return {m.group(1): m.group(2).strip() for m in _ENV_ASSIGNMENT.finditer(text)}
+
+
+def _env_example_set() -> dict[str, str]:
+    """Only the uncommented assignments: what `cp .env.example .env` gives compose."""
+    text = ENV_EXAMPLE.read_text(encoding="utf-8")
+    return {m.group(1): m.group(2).strip() for m in _ENV_ASSIGNMENT.finditer(text) if not m.group(0).startswith("#")}
+
+
+def _dockerfile() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) of each Dockerfile instruction, continuation lines joined."""
+    instructions, pending = [], ""
+    for raw in DOCKERFILE.read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        keyword, _, arguments = (pending + line).partition(" ")
+        instructions.append((keyword.upper(), arguments.strip()))
+        pending = ""
+    return instructions
+
+
+def _pip_installs() -> list[list[str]]:
+    """The argument lists of every ``pip install`` the Dockerfile runs."""
+    installs = []
+    for keyword, arguments in _dockerfile():
+        if keyword != "RUN":
+            continue
+        for command in re.split(r"&&|;|\|\|", arguments):
+            words = shlex.split(command)
+            if words[:2] == ["pip", "install"] or words[:4] == ["python", "-m", "pip", "install"]:
+                installs.append(words[words.index("install") + 1 :])
+    return installs
+
+
+def _requirement_files(arguments: list[str]) -> list[str]:
+    return [arguments[i + 1] for i, word in enumerate(arguments) if word in {"-r", "--requirement"}]
+
+
+def _package_specs(arguments: list[str]) -> list[str]:
+    specs, skip = [], False
+    for word in arguments:
+        if skip:
+            skip = False
+        elif word in {"-r", "--requirement", "-c", "--constraint"}:
+            skip = True
+        elif not word.startswith("-"):
+            specs.append(word)
+    return specs
+
+
+def _env_instructions() -> dict[str, str]:
+    values = {}
+    for keyword, arguments in _dockerfile():
+        if keyword == "ENV":
+            values.update(word.split("=", 1) for word in shlex.split(arguments))
+    return values
+
+
+def _requirement_pins() -> dict[str, str]:
+    pins = {}
+    for raw in (ROOT / "requirements.txt").read_text(encoding="utf-8").splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if "==" in line:
+            name, version = line.split("==", 1)
+            pins[name.strip().lower()] = version.strip()
+    return pins
+
+
+# --- the code -> the deployment ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        pytest.param('import os\nos.environ["A"]', {"A"}, id="subscript"),
+        pytest.param('import os\nos.environ.get("A", "x")', {"A"}, id="environ-get"),
+        pytest.param('import os\nos.getenv("A")', {"A"}, id="getenv"),
+        pytest.param('from os import getenv\ngetenv("A")', {"A"}, id="bare-getenv"),
+        pytest.param('import os\nos.environ.setdefault("A", "1")', {"A"}, id="setdefault"),
+        pytest.param('import os\n"A" in os.environ', {"A"}, id="membership"),
+        pytest.param('env.get("A")\nenv.number("B", 1.0)\nenv.integer("C", 1)', {"A", "B", "C"}, id="config-helper"),
+        pytest.param('self._environ.get("A")', {"A"}, id="helper-internals"),
+        pytest.param("environ.get(name)\nsettings.get('A')\nos.path.join('A')", set(), id="not-reads"),
+    ],
+)
+def test_env_reads_finds_every_form_of_read(source, expected):
+    assert env_reads(source) == expected
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        pytest.param('PostgresHook(postgres_conn_id="upload_db")', {"upload_db"}, id="keyword"),
+        pytest.param('def f(*, conn_id: str = "upload_db"): ...', {"upload_db"}, id="kw-default"),
+        pytest.param('def f(a, aws_conn_id="aws_x"): ...', {"aws_x"}, id="default"),
+        pytest.param('DEFAULT_CONN_ID = "chatwork_default"', {"chatwork_default"}, id="constant"),
+        pytest.param('def f(conn_id: str | None = None, name="x"): ...', set(), id="no-literal"),
+    ],
+)
+def test_connection_ids_finds_literal_ids(source, expected):
+    assert connection_ids(source) == expected
+
+
+def test_every_environment_read_is_a_documented_setting():
+    undocumented = {
+        name: sorted(files)
+        for name, files in _code_env_reads().items()
+        if name not in _variables() and name not in NOT_SETTINGS
+    }
+    assert not undocumented, f"add these to platemask.config.VARIABLES (and .env.example): {undocumented}"
+
+
+def test_every_documented_setting_is_used_by_the_code():
+    if not any((ROOT / "dags").glob("*.py")):
+        pytest.skip("dags/ has no DAG file yet")
+    used: set[str] = set()
+    for path in _python_sources():
+        used |= _string_literals_outside_variables(path.read_text(encoding="utf-8"))
+    assert set(_variables()) - used == set()
+
+
+def test_site_database_connection_is_derived_from_the_code():
+    # The spec fixes the connection id; the scan must see the code use it.
+    assert "AIRFLOW_CONN_UPLOAD_DB" in _connection_variables()
+
+
+# --- docker-compose.yaml -----------------------------------------------------------------------
+
+
+def test_compose_file_parses_to_services():
+    assert {"x-airflow-common", "services", "volumes"} <= set(_compose())
+
+
+@pytest.mark.parametrize(
+    ("service", "profiles"),
+    [
+        pytest.param("postgres", None, id="postgres"),
+        pytest.param("redis", None, id="redis"),
+        pytest.param("airflow-apiserver", None, id="apiserver"),
+        pytest.param("airflow-scheduler", None, id="scheduler"),
+        pytest.param("airflow-dag-processor", None, id="dag-processor"),
+        pytest.param("airflow-worker", None, id="worker"),
+        pytest.param("airflow-triggerer", None, id="triggerer"),
+        pytest.param("airflow-init", None, id="init"),
+        pytest.param("site-db", ["demo"], id="demo-site-db"),
+        pytest.param("demo-seed", ["demo"], id="demo-seed"),
+    ],
+)
+def test_service_is_defined_with_its_profile(service, profiles):
+    services = _services()
+    assert service in services
+    assert services[service].get("profiles") == profiles
+
+
+def test_every_service_is_either_infrastructure_or_airflow():
+    assert set(_services()) == INFRASTRUCTURE | AIRFLOW_SERVICES
+
+
+@pytest.mark.parametrize("service", sorted(AIRFLOW_SERVICES))
+def test_airflow_service_runs_the_built_image(service):
+    anchor, definition = _anchor(), _services()[service]
+    assert anchor["build"] == {"context": "."}
+    assert (definition["image"], definition["build"]) == (anchor["image"], anchor["build"])
+
+
+@pytest.mark.parametrize("service", sorted(AIRFLOW_SERVICES))
+def test_airflow_service_has_the_common_environment(service):
+    common, environment = _anchor()["environment"], _services()[service]["environment"]
+    differing = {key for key, value in common.items() if key not in environment or environment[key] != value}
+    assert differing == set()
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        pytest.param("AIRFLOW__CORE__EXECUTOR", "CeleryExecutor", id="celery"),
+        pytest.param("AIRFLOW__CORE__MAX_MAP_LENGTH", "8192", id="map-length"),
+        pytest.param("AIRFLOW__CORE__DEFAULT_TIMEZONE", "Asia/Tokyo", id="timezone"),
+        pytest.param("AIRFLOW__CORE__LOAD_EXAMPLES", "false", id="no-examples"),
+        pytest.param("S3_MOUNT", PHOTOS_TARGET, id="s3-mount"),
+        pytest.param("LOG_DIR", "/opt/airflow/logs", id="log-dir"),
+        pytest.param("PYTHONPATH", "/opt/airflow/include:/opt/airflow/plugins", id="pythonpath"),
+    ],
+)
+def test_common_environment_setting(name, expected):
+    assert _default(_anchor()["environment"][name]) == expected
+
+
+def test_every_variable_the_code_reads_reaches_the_containers():
+    assert required_variables() - set(_anchor()["environment"]) == set()
+
+
+def test_secrets_come_only_from_env_file():
+    # A secret is either passed through (no value) or interpolated without a default.
+    environments = [_anchor()["environment"], _services()["airflow-init"]["environment"]]
+    literal = {
+        name: value
+        for environment in environments
+        for name, value in environment.items()
+        if _SECRET_NAME.search(name) and value is not None and _default(value) not in {None, ""}
+    }
+    assert literal == {}
+
+
+def test_no_packages_are_installed_at_container_start():
+    environments = [_anchor()["environment"]] + [d.get("environment") or {} for d in _services().values()]
+    assert [e for e in environments if "_PIP_ADDITIONAL_REQUIREMENTS" in e] == []
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        pytest.param("/opt/airflow/dags", id="dags"),
+        pytest.param("/opt/airflow/plugins", id="plugins"),
+        pytest.param("/opt/airflow/include", id="include"),
+        pytest.param("/opt/airflow/logs", id="logs"),
+    ],
+)
+def test_common_mounts(target):
+    mounts = _mounts(_anchor())
+    assert target in mounts
+    assert (ROOT / mounts[target]).resolve() == ROOT / Path(target).name
+
+
+@pytest.mark.parametrize("service", ["airflow-worker", "demo-seed"])
+def test_photo_root_is_mounted_where_s3_mount_points(service):
+    definition = _services()[service]
+    source = _mounts(definition)[_default(_anchor()["environment"]["S3_MOUNT"])]
+    assert _INTERPOLATION.fullmatch(source).group(1) == "PHOTOS_HOST_DIR"
+    # The list repeats the common mounts (YAML cannot extend a list); none may go missing.
+    assert set(_anchor()["volumes"]) <= set(definition["volumes"])
+
+
+def test_tracking_files_land_in_a_mounted_folder():
+    log_dir = Path(_default(_anchor()["environment"]["LOG_DIR"]))
+    mounted = [Path(target) for target in _mounts(_anchor())]
+    assert any(log_dir == target or target in log_dir.parents for target in mounted)
+
+
+def test_pythonpath_puts_the_mounted_code_first():
+    mounted = set(_mounts(_anchor()))
+    assert set(_default(_anchor()["environment"]["PYTHONPATH"]).split(":")) <= mounted
+
+
+@pytest.mark.parametrize("service", sorted(set(_services()) - ONE_SHOT))
+def test_long_running_service_has_a_health_check(service):
+    healthcheck = _services()[service].get("healthcheck", {})
+    assert healthcheck.get("test") and not healthcheck.get("disable")
+
+
+def test_worker_can_be_scaled():
+    worker = _services()["airflow-worker"]
+    assert "container_name" not in worker
+    assert "ports" not in worker
+    # The number of workers is a setting (AIRFLOW_WORKERS); --scale overrides it for one `up`.
+    assert _INTERPOLATION.fullmatch(str(worker["deploy"]["replicas"])).group(1) == "AIRFLOW_WORKERS"
+
+
+def test_worker_concurrency_comes_from_env_file():
+    value = _services()["airflow-worker"]["environment"]["AIRFLOW__CELERY__WORKER_CONCURRENCY"]
+    assert _INTERPOLATION.fullmatch(value).group(1) == "AIRFLOW__CELERY__WORKER_CONCURRENCY"
+    assert int(_default(value)) >= 1
+
+
+def test_init_creates_the_pool_from_env_file():
+    script = "\n".join(_services()["airflow-init"]["command"])
+    match = re.search(rf'airflow pools set {POOL} "\$\{{PLATE_MASKING_POOL_SLOTS:-(\d+)\}}"', script)
+    assert match and int(match.group(1)) >= 1
+
+
+def test_car_tasks_use_the_pool():
+    if not any((ROOT / "dags").glob("*.py")):
+        pytest.skip("dags/ has no DAG file yet")
+    literals = set()
+    for folder in ("dags", "plugins"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            literals |= _string_literals_outside_variables(path.read_text(encoding="utf-8"))
+    assert POOL in literals, f"no task uses pool={POOL!r}: give the car task (mask_car) that pool"
+
+
+def test_demo_seed_writes_into_the_demo_site_database():
+    services = _services()
+    seed, site_db = services["demo-seed"], services["site-db"]["environment"]
+    url = urlsplit(seed["environment"]["DEMO_DB_URL"])
+    assert (url.hostname, url.username, url.password, url.path) == (
+        "site-db",
+        site_db["POSTGRES_USER"],
+        site_db["POSTGRES_PASSWORD"],
+        "/" + site_db["POSTGRES_DB"],
+    )
+    command = "\n".join(seed["command"])
+    assert "python /opt/airflow/scripts/demo.py --seed-only" in command
+    assert '--db-url "$${DEMO_DB_URL}" --photos-root "$$photos"' in command
+    assert f"photos={PHOTOS_TARGET}" in command
+    assert _mounts(seed)["/opt/airflow/scripts"] == "./scripts"
+    assert seed["depends_on"]["site-db"]["condition"] == "service_healthy"
+
+
+# --- .env.example -------------------------------------------------------------------------------
+
+
+def test_env_example_documents_every_variable_the_code_reads():
+    assert required_variables() - set(_env_example()) == set()
+
+
+def test_env_example_documents_every_compose_setting():
+    compose_text = COMPOSE_FILE.read_text(encoding="utf-8")
+    passed_through = {
+        name
+        for service in [_anchor(), *_services().values()]
+        for name, value in (service.get("environment") or {}).items()
+        if value is None
+    }
+    assert (_interpolated_names(compose_text) | passed_through) - set(_env_example()) == set()
+
+
+def test_env_example_documents_nothing_unused():
+    compose_text = COMPOSE_FILE.read_text(encoding="utf-8")
+    used = _interpolated_names(compose_text) | set(_anchor()["environment"]) | required_variables()
+    assert set(_env_example()) - used == set()
+
+
+def test_env_example_names_each_setting_once():
+    names = _ENV_ASSIGNMENT.findall(ENV_EXAMPLE.read_text(encoding="utf-8"))
+    assert sorted({n for n, _ in names if [m for m, _ in names].count(n) > 1}) == []
+
+
+def test_env_example_sets_no_real_secret():
+    real = {
+        name: value
+        for name, value in _env_example_set().items()
+        if _SECRET_NAME.search(name) and value and not value.startswith(("change-me", "postgresql://demo:demo@"))
+    }
+    assert real == {}
+
+
+def test_env_example_runs_the_demo_as_shipped():
+    values, seed = _env_example_set(), _services()["demo-seed"]["environment"]
+    assert values["AIRFLOW_CONN_UPLOAD_DB"] == seed["DEMO_DB_URL"]
+    assert values["PHOTOS_HOST_DIR"].startswith("./.demo/")
+    compose_text = COMPOSE_FILE.read_text(encoding="utf-8")
+    required = {m.group(1) for m in _INTERPOLATION.finditer(compose_text) if "?" in (m.group(2) or "")}
+    assert required - {name for name, value in values.items() if value} == set()
+
+
+def test_operations_guide_mentions_every_setting():
+    guide = OPERATIONS.read_text(encoding="utf-8")
+    assert {name for name in _env_example() if f"`{name}`" not in guide} == set()
+
+
+# --- Dockerfile ---------------------------------------------------------------------------------
+
+
+def test_image_is_the_official_airflow_image_of_requirements_txt():
+    bases = [arguments for keyword, arguments in _dockerfile() if keyword == "FROM"]
+    assert bases == [f"apache/airflow:{_requirement_pins()['apache-airflow']}-python3.11"]
+
+
+def test_dockerfile_installs_exactly_requirements_txt():
+    installs = _pip_installs()
+    files = [name for arguments in installs for name in _requirement_files(arguments)]
+    copied = {}
+    for keyword, arguments in _dockerfile():
+        words = [word for word in shlex.split(arguments) if not word.startswith("--")]
+        if keyword == "COPY" and len(words) == 2:
+            copied[words[1]] = words[0]
+    assert [copied.get(name) for name in files] == ["requirements.txt"]
+    specs = {spec for arguments in installs for spec in _package_specs(arguments)}
+    assert specs == {"apache-airflow==${AIRFLOW_VERSION}", "platedet==0.0.2", "/opt/platemask"}
+
+
+@pytest.mark.parametrize(
+    ("spec", "no_deps"),
+    [
+        pytest.param("apache-airflow==${AIRFLOW_VERSION}", False, id="requirements"),
+        pytest.param("platedet==0.0.2", True, id="model-package"),
+        pytest.param("/opt/platemask", True, id="project"),
+    ],
+)
+def test_pip_install_flags(spec, no_deps):
+    (arguments,) = [a for a in _pip_installs() if spec in _package_specs(a)]
+    assert "--no-cache-dir" in arguments
+    assert ("--no-deps" in arguments) is no_deps
+
+
+def test_project_sources_are_copied():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    needed = {"pyproject.toml", project["project"]["readme"]} | {
+        Path(folder).parts[0] for folder in project["tool"]["setuptools"]["package-dir"].values()
+    }
+    copied = set()
+    for keyword, arguments in _dockerfile():
+        if keyword == "COPY":
+            copied |= {w.rstrip("/") for w in shlex.split(arguments)[:-1] if not w.startswith("--")}
+    assert needed - copied == set()
+
+
+def test_cpu_torch_index_is_the_default():
+    args = dict(a.split("=", 1) for keyword, a in _dockerfile() if keyword == "ARG" and "=" in a)
+    assert args["PIP_EXTRA_INDEX_URL"] == "https://download.pytorch.org/whl/cpu"
+    # A local version such as +cpu in requirements.txt would make the PyPI build impossible.
+    assert "+" not in _requirement_pins()["torch"]
+
+
+def test_ultralytics_is_offline_in_the_image():
+    env = _env_instructions()
+    assert (env["YOLO_AUTOINSTALL"], env["YOLO_OFFLINE"]) == ("False", "True")
+    assert env["YOLO_CONFIG_DIR"].startswith("/")
+
+
+def test_model_is_prepared_at_build_time_after_the_project_is_installed():
+    steps = [arguments for keyword, arguments in _dockerfile() if keyword == "RUN"]
+    project = next(i for i, step in enumerate(steps) if "/opt/platemask" in step and "--no-deps" in step)
+    prepare = next(i for i, step in enumerate(steps) if step.startswith("platemask prepare-model"))
+    assert prepare > project
+
+
+def test_dockerignore_keeps_secrets_out_and_sources_in():
+    patterns = [
+        line.strip().strip("/")
+        for line in DOCKERIGNORE.read_text(encoding="utf-8").splitlines()
+        if line.strip() and not line.startswith(("#", "!"))
+    ]
+
+    def ignored(path: str) -> bool:
+        parts = Path(path).parts
+        prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+        return any(fnmatch(p, pattern) or fnmatch(p, f"**/{pattern}") for p in prefixes for pattern in patterns)
+
+    assert ignored(".env") and ignored(".git")
+    sources = ["requirements.txt", "pyproject.toml", "README.md", *(f"{d}/x.py" for d in ("include", "plugins"))]
+    assert [s for s in sources if ignored(s)] == []
+
+
+# --- the real parser, where one is installed ---------------------------------------------------
+
+
+def _compose_command() -> list[str] | None:
+    docker = shutil.which("docker")
+    if docker and subprocess.run([docker, "compose", "version"], capture_output=True, check=False).returncode == 0:
+        return [docker, "compose"]
+    standalone = shutil.which("docker-compose")
+    if standalone:
+        version = subprocess.run([standalone, "version", "--short"], capture_output=True, text=True, check=False)
+        if version.returncode == 0 and version.stdout.strip().lstrip("v").startswith("2"):
+            return [standalone]
+    return None
+
+
+@pytest.mark.parametrize("profiles", [pytest.param([], id="default"), pytest.param(["demo"], id="demo")])
+def test_docker_compose_accepts_the_file(tmp_path, profiles):
+    command = _compose_command()
+    if command is None:
+        pytest.skip("no Docker Compose v2 on this machine")
+    env_file = tmp_path / ".env"
+    env_file.write_text(ENV_EXAMPLE.read_text(encoding="utf-8"), encoding="utf-8")
+    flags = [arg for profile in profiles for arg in ("--profile", profile)]
+    project = ["--project-directory", str(ROOT), "-f", str(COMPOSE_FILE), "--env-file", str(env_file)]
+    result = subprocess.run(
+        [*command, *project, *flags, "config", "--quiet"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr

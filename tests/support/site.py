@@ -1,0 +1,111 @@
+"""A site for end-to-end tests: a real PostgreSQL with ``upload_files`` and a photo folder."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from platemask.paths import car_folder
+
+TABLE = """
+CREATE TABLE upload_files (
+    id                bigserial PRIMARY KEY,
+    car_cd            bigint    NOT NULL,
+    inspresultdata_cd text      NULL,
+    branch_no         integer   NULL,
+    file_path         text      NOT NULL,
+    created_at        timestamp NOT NULL DEFAULT now(),
+    updated_at        timestamp NOT NULL DEFAULT now(),
+    deleted_at        timestamp NULL
+);
+"""
+
+
+@dataclass
+class Upload:
+    """One seeded row and what the test knows about its photo."""
+
+    file_id: int
+    car_id: str
+    path: str
+    branch_no: int | None
+    original: bytes
+    plate_box: tuple[int, int, int, int] | None = None
+
+
+@dataclass
+class Site:
+    """The site database (one PostgreSQL database per test) and its photo root."""
+
+    dsn: str
+    socket_dir: str
+    database: str
+    root: Path
+    uploads: list[Upload] = field(default_factory=list)
+
+    def connection_json(self) -> str:
+        """``AIRFLOW_CONN_UPLOAD_DB`` in Airflow's JSON form (pgserver listens on a Unix socket)."""
+        return json.dumps(
+            {"conn_type": "postgres", "host": self.socket_dir, "login": "postgres", "schema": self.database}
+        )
+
+    def execute(self, sql: str, params: tuple | dict | None = None) -> list[tuple]:
+        import psycopg
+
+        with psycopg.connect(self.dsn, autocommit=True) as conn, conn.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchall() if cursor.description else []
+
+    def add(
+        self,
+        car_cd: int,
+        name: str,
+        data: bytes,
+        *,
+        branch_no: int | None,
+        day: dt.date,
+        inspresultdata_cd: str | None = None,
+        deleted: bool = False,
+        path: str | None = None,
+        plate_box: tuple[int, int, int, int] | None = None,
+    ) -> Upload:
+        """Insert a row for ``day`` (10:00 site time) and write its photo under the root."""
+        car_id = inspresultdata_cd or str(car_cd)
+        path = path or f"{car_folder(car_id)}{name}"
+        created = dt.datetime.combine(day, dt.time(10, len(self.uploads) % 60))
+        [(file_id,)] = self.execute(
+            "INSERT INTO upload_files (car_cd, inspresultdata_cd, branch_no, file_path, created_at, updated_at,"
+            " deleted_at) VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id",
+            (car_cd, inspresultdata_cd, branch_no, path, created, created, created if deleted else None),
+        )
+        target = self.root / path.lstrip("/")
+        if ".." not in path:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+        upload = Upload(file_id, car_id, path, branch_no, data, plate_box)
+        self.uploads.append(upload)
+        return upload
+
+    def touch(self, upload: Upload, data: bytes) -> None:
+        """Staff replace a photo: new bytes on storage and a newer ``updated_at``."""
+        (self.root / upload.path.lstrip("/")).write_bytes(data)
+        self.execute("UPDATE upload_files SET updated_at = updated_at + interval '1 hour' WHERE id = %s", (upload.file_id,))
+        upload.original = data
+
+    def file(self, path: str) -> bytes:
+        """Bytes of a storage-relative path."""
+        return (self.root / path.lstrip("/")).read_bytes()
+
+    def exists(self, path: str) -> bool:
+        """Whether a storage-relative path exists."""
+        return (self.root / path.lstrip("/")).exists()
+
+    def pixels(self, path: str) -> np.ndarray:
+        """Decoded BGR pixels of a storage-relative path."""
+        import cv2
+
+        return cv2.imdecode(np.frombuffer(self.file(path), np.uint8), cv2.IMREAD_COLOR)

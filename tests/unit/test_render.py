@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+from dataclasses import replace
+
+import cv2
+import numpy as np
+import pytest
+
+from platemask.config import MASK_STYLES, RenderOptions
+from platemask.detect import Detection
+from platemask.render import add_banner, mask_plates, render_outputs
+from tests.conftest import noisy_photo
+
+BOX = (200.0, 300.0, 360.0, 380.0)  # a 160×80 plate
+PLATE = Detection(box=BOX, conf=0.9)
+
+
+def _plate_region(image: np.ndarray, box=BOX) -> np.ndarray:
+    x1, y1, x2, y2 = (int(v) for v in box)
+    return image[y1:y2, x1:x2].astype(int)
+
+
+def _stroke_correlation(region: np.ndarray, strokes: np.ndarray) -> float:
+    """How much of the character pattern is left: correlation of fine detail with the strokes."""
+    gray = region.mean(axis=2)
+    detail = gray - cv2.blur(gray, (5, 5))
+    if detail.std() < 1e-6:
+        return 0.0
+    return float(abs(np.corrcoef(detail.ravel(), strokes.ravel())[0, 1]))
+
+
+@pytest.mark.parametrize("style", [pytest.param(s, id=s) for s in MASK_STYLES])
+def test_every_style_destroys_the_plate(style: str) -> None:
+    image = noisy_photo()
+    # Dark one-pixel "character strokes" on a white plate: the detail a mask must wipe out.
+    x1, y1, x2, y2 = (int(v) for v in BOX)
+    strokes = np.zeros((y2 - y1, x2 - x1), float)
+    strokes[20:-20, 10:-10:6] = 1
+    image[y1:y2, x1:x2] = 255
+    image[y1:y2, x1:x2][strokes > 0] = 0
+    assert _stroke_correlation(_plate_region(image).astype(float), strokes) > 0.5  # the check can see strokes
+    out = mask_plates(image, [PLATE], RenderOptions(style=style, banner=None))
+    assert _stroke_correlation(_plate_region(out).astype(float), strokes) < 0.1
+
+
+def test_padding_covers_around_the_box() -> None:
+    image = noisy_photo()
+    out = mask_plates(image, [PLATE], RenderOptions(style="fill", padding=0.10, banner=None))
+    # 10 % of 160×80 = 16 px and 8 px beyond the box are covered too…
+    assert (out[292:388, 184:376] == RenderOptions().color).all()
+    # …and nothing further out is touched.
+    assert (out[:290] == image[:290]).all() and (out[390:] == image[390:]).all()
+
+
+def test_padding_is_clipped_at_photo_edges() -> None:
+    image = noisy_photo()
+    edge = Detection(box=(600.0, 440.0, 640.0, 480.0), conf=0.5)
+    out = mask_plates(image, [edge], RenderOptions(style="fill", banner=None))
+    assert out.shape == image.shape and (out[470, 630] == RenderOptions().color).all()
+
+
+def test_banner_drawn_at_configured_corner() -> None:
+    image = noisy_photo(1000, 750)
+    options = RenderOptions(banner_position="top-left", banner_scale=0.3)
+    out = add_banner(image, options)
+    changed = np.abs(out.astype(int) - image.astype(int)).sum(axis=2) > 30
+    ys, xs = np.nonzero(changed)
+    assert xs.min() < 30 and ys.min() < 30  # near the top-left margin
+    assert xs.max() < 1000 * 0.3 + 30 and ys.max() < 750 / 2  # about 30 % wide
+    assert not changed[600:, 600:].any()
+
+
+def test_first_photo_banner_only_keeps_the_plate() -> None:
+    image = noisy_photo(1000, 750)
+    options = RenderOptions(banner_position="top-left")
+    masked, banner_only = render_outputs(image, [PLATE], first=True, options=options)
+    assert banner_only is not None
+    assert (_plate_region(banner_only) == _plate_region(image)).all()  # plate untouched
+    assert (_plate_region(masked) == options.color).all()  # hidden in the .detect/ copy
+    outside_banner = (slice(400, 750), slice(0, 1000))
+    assert (banner_only[outside_banner] == image[outside_banner]).all()
+
+
+def test_other_photos_get_one_render() -> None:
+    masked, banner_only = render_outputs(noisy_photo(), [PLATE], first=False, options=RenderOptions())
+    assert banner_only is None and masked.shape == (480, 640, 3)
+
+
+def test_logo_uses_the_plate_outline() -> None:
+    image = noisy_photo(800, 600)
+    # A plate tilted by ~10°: the logo must follow it, inside the padded box.
+    polygon = np.array([[300, 300], [460, 272], [468, 352], [308, 380]], np.float32)
+    tilted = Detection(box=(300.0, 272.0, 468.0, 380.0), conf=0.9, polygon=polygon)
+    out = mask_plates(image, [tilted], replace(RenderOptions(), style="logo", banner=None))
+    changed = np.abs(out.astype(int) - image.astype(int)).sum(axis=2) > 0
+    ys, xs = np.nonzero(changed)
+    # Everything drawn stays around the plate (its outline grown by the 10 % padding)…
+    assert 270 <= xs.min() and xs.max() <= 500 and 250 <= ys.min() and ys.max() <= 400
+    # …and the logo's navy face covers most of the tilted plate.
+    inside = np.zeros(out.shape[:2], np.uint8)
+    cv2.fillPoly(inside, [polygon.astype(np.int32)], 1)
+    b, g, r = (out[inside > 0].astype(int)[:, i] for i in range(3))
+    navy = (b > r + 20) & (b < 120)
+    assert navy.mean() > 0.5

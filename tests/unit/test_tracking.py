@@ -1,0 +1,97 @@
+from __future__ import annotations
+
+import datetime as dt
+import json
+import threading
+from pathlib import Path
+
+import pytest
+
+from platemask.errors import TrackingError
+from platemask.pipeline import Photo
+from platemask.tracking import DayTracking, mark_cars_done, merge_record, new_record, set_status
+
+DAY = dt.date(2026, 2, 3)
+
+
+def _record(file_id: int, car: str = "10418430", status: str = "verified") -> dict:
+    record = new_record(Photo(file_id, car, f"/upfile/1041/8430/{file_id}.jpg", file_id), "2026-02-03 10:00:00")
+    if status != "pending":
+        set_status(record, "processing", "2026-02-03 10:00:01")
+        set_status(record, status, "2026-02-03 10:00:02")
+    return record
+
+
+def test_file_name_and_empty_document(tmp_path: Path) -> None:
+    tracking = DayTracking(tmp_path, DAY)
+    assert tracking.path == tmp_path / "processed_20260203.json"
+    doc = tracking.load()
+    assert doc["date"] == "2026-02-03" and doc["processed"] == {}
+
+
+def test_unreadable_file_is_an_error_and_is_kept(tmp_path: Path) -> None:
+    tracking = DayTracking(tmp_path, DAY)
+    tracking.path.write_text("{not json")
+    with pytest.raises(TrackingError, match="not valid JSON"):
+        with tracking.update():
+            pass
+    assert tracking.path.read_text() == "{not json"
+
+
+def test_done_only_when_all_files_of_the_car_verified() -> None:
+    records = [_record(1), _record(2), _record(3, car="10418457"), _record(4, car="10418457", status="error")]
+    done = mark_cars_done(records, {"10418430", "10418457"}, "2026-02-03 11:00:00")
+    assert done == {"10418430"}
+    assert [r["status"] for r in records] == ["done", "done", "verified", "error"]
+    assert records[0]["completed_at"] == "2026-02-03 11:00:00"
+    assert [h["status"] for h in records[0]["status_history"]] == ["pending", "processing", "verified", "done"]
+
+
+def test_merge_keeps_the_longer_history() -> None:
+    older, newer = _record(1, status="pending"), _record(1)
+    assert merge_record(older, newer) is newer
+    assert merge_record(newer, older) is newer
+    assert merge_record(None, older) is older
+
+
+def test_parts_are_merged_under_lock(tmp_path: Path) -> None:
+    tracking = DayTracking(tmp_path, DAY)
+    with tracking.update() as doc:
+        doc["processed"]["1"] = _record(1, status="pending")
+    tracking.write_part("10418430", {"car_id": "10418430", "records": {"1": _record(1)}})
+    assert tracking.view()["processed"]["1"]["status"] == "verified"
+    assert json.loads(tracking.path.read_text())["processed"]["1"]["status"] == "pending"  # view writes nothing
+    with tracking.update():
+        pass
+    assert json.loads(tracking.path.read_text())["processed"]["1"]["status"] == "verified"
+
+
+def test_concurrent_updates_lose_nothing(tmp_path: Path) -> None:
+    tracking = DayTracking(tmp_path, DAY)
+
+    def writer(n: int) -> None:
+        for i in range(10):
+            with DayTracking(tmp_path, DAY).update() as doc:
+                doc["processed"][f"{n}-{i}"] = _record(n * 100 + i)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(tracking.load()["processed"]) == 40
+    assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_stale_lock_is_broken(tmp_path: Path) -> None:
+    import os
+    import time
+
+    tracking = DayTracking(tmp_path, DAY)
+    lock = tmp_path / "processed_20260203.json.lock"
+    lock.write_text("dead-host pid 1")
+    old = time.time() - 3600
+    os.utime(lock, (old, old))
+    with tracking.update() as doc:
+        doc["processed"]["1"] = _record(1)
+    assert not lock.exists()
