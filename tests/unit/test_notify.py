@@ -76,9 +76,7 @@ def sleeps() -> list[float]:
 
 @pytest.fixture
 def client(chatwork: FakeChatwork, sleeps: list[float]) -> ChatworkClient:
-    return ChatworkClient(
-        api_key=TOKEN, room_id=ROOM, api_url=chatwork.url, timeout=5, retries=3, sleep=sleeps.append
-    )
+    return ChatworkClient(api_key=TOKEN, room_id=ROOM, api_url=chatwork.url, timeout=5, retries=3, sleep=sleeps.append)
 
 
 def free_port() -> int:
@@ -222,9 +220,7 @@ def test_rate_limit_reset_is_honoured_and_capped(chatwork: FakeChatwork, sleeps:
     assert sleeps[1] == 30
 
 
-def test_gives_up_after_the_retries(
-    chatwork: FakeChatwork, client: ChatworkClient, sleeps: list[float]
-) -> None:
+def test_gives_up_after_the_retries(chatwork: FakeChatwork, client: ChatworkClient, sleeps: list[float]) -> None:
     chatwork.fail_next(500, times=10, body={"errors": ["Chatwork is down"]})
 
     with pytest.raises(ChatworkError) as caught:
@@ -277,9 +273,7 @@ def test_token_echoed_by_the_server_is_redacted(chatwork: FakeChatwork, client: 
     assert "token ***" in str(caught.value)
 
 
-def test_connection_refused_raises_after_retries(
-    sleeps: list[float], caplog: pytest.LogCaptureFixture
-) -> None:
+def test_connection_refused_raises_after_retries(sleeps: list[float], caplog: pytest.LogCaptureFixture) -> None:
     client = ChatworkClient(
         api_key=TOKEN,
         room_id=ROOM,
@@ -406,9 +400,7 @@ def test_send_summary_sends_nothing(
 
 
 def test_send_summary_sends_when_only_errors(chatwork: FakeChatwork, client: ChatworkClient) -> None:
-    summary = DaySummary(
-        DAY, succeeded=0, failed=1, skipped=0, cars=(CarOutcome("10418457", 1, 0, failed=1),)
-    )
+    summary = DaySummary(DAY, succeeded=0, failed=1, skipped=0, cars=(CarOutcome("10418457", 1, 0, failed=1),))
     assert send_summary(summary, client) == "1"
     assert "  ⚠️ 10418457: 1枚処理, 検出0件" in chatwork.messages[0]["body"]
 
@@ -422,9 +414,7 @@ def test_send_summary_sends_when_only_errors(chatwork: FakeChatwork, client: Cha
     ],
 )
 def test_client_from_settings_disabled(key: str | None, room: str | None) -> None:
-    settings = Settings(
-        s3_mount="/mnt", log_dir=Path("/tmp/logs"), chatwork_api_key=key, chatwork_room_id=room
-    )
+    settings = Settings(s3_mount="/mnt", log_dir=Path("/tmp/logs"), chatwork_api_key=key, chatwork_room_id=room)
     assert client_from_settings(settings) is None
 
 

@@ -17,7 +17,9 @@ FOLDER = "/upfile/1041/8430"
 def _run(settings, photos, detector=None, **kwargs):
     store = LocalStorage(settings.s3_mount)
     return list(
-        process_photos(photos, settings=settings, store=store, backups=store, detector=detector or StubDetector(), **kwargs)
+        process_photos(
+            photos, settings=settings, store=store, backups=store, detector=detector or StubDetector(), **kwargs
+        )
     )
 
 
@@ -115,6 +117,9 @@ def test_on_start_called_before_each_photo(settings, put_photo) -> None:
     put_photo(f"{FOLDER}/a.jpg")
     put_photo(f"{FOLDER}/b.jpg")
     started: list[int] = []
-    _run(settings, [Photo(1, "10418430", f"{FOLDER}/a.jpg"), Photo(2, "10418430", f"{FOLDER}/b.jpg")],
-         on_start=lambda p: started.append(p.file_id))
+    _run(
+        settings,
+        [Photo(1, "10418430", f"{FOLDER}/a.jpg"), Photo(2, "10418430", f"{FOLDER}/b.jpg")],
+        on_start=lambda p: started.append(p.file_id),
+    )
     assert started == [1, 2]

@@ -32,9 +32,8 @@ def test_file_name_and_empty_document(tmp_path: Path) -> None:
 def test_unreadable_file_is_an_error_and_is_kept(tmp_path: Path) -> None:
     tracking = DayTracking(tmp_path, DAY)
     tracking.path.write_text("{not json")
-    with pytest.raises(TrackingError, match="not valid JSON"):
-        with tracking.update():
-            pass
+    with pytest.raises(TrackingError, match="not valid JSON"), tracking.update():
+        pass
     assert tracking.path.read_text() == "{not json"
 
 

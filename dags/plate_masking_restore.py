@@ -1,0 +1,88 @@
+"""
+### Plate masking, restore
+
+Puts original photos back from their `.backup/` copies, chosen from one day's tracking file.
+
+```
+restore_originals: tracking file ─► select by status and car ─► backup → original (atomic, checked)
+                                                                 ─► report: log, XCom, Chatwork
+```
+
+Trigger it with the form, or from the command line:
+
+```
+airflow dags trigger plate_masking_restore \
+    --conf '{"date": "2026-02-03", "status": "done", "car_id": "10418430", "dry_run": false}'
+```
+
+`dry_run` is on by default: the first trigger only reports what would be restored. Backups are
+never modified. Restored records get a `restored` entry in their history; the daily run does
+not process them again unless it is run with `force`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pendulum
+from airflow.sdk import Param, dag, task
+
+from platemask.restore import RESTORE_STATUSES
+from platemask_airflow.restore import CAR_ID_PATTERN
+
+
+@dag(
+    dag_id=Path(__file__).stem,
+    schedule=None,
+    start_date=pendulum.datetime(2026, 1, 1, tz="Asia/Tokyo"),
+    catchup=False,
+    default_args={"retries": 2},
+    params={
+        "date": Param(
+            type="string",
+            format="date",
+            title="Day",
+            description="The day whose tracking file lists the photos (YYYY-MM-DD).",
+        ),
+        "status": Param(
+            type="string",
+            enum=list(RESTORE_STATUSES),
+            title="Records with status",
+            description="Restore the photos whose tracking status is this one (all: every photo of the day).",
+        ),
+        "car_id": Param(
+            None,
+            type=["null", "string", "array"],
+            pattern=CAR_ID_PATTERN,
+            items={"type": "string", "pattern": CAR_ID_PATTERN},
+            title="Car ids",
+            description="Only these cars: one id, several separated by commas, or a JSON list. Empty: all cars.",
+        ),
+        "dry_run": Param(
+            True,
+            type="boolean",
+            title="Dry run",
+            description="Only report what would be restored; change nothing.",
+        ),
+        "remove_detect": Param(
+            False,
+            type="boolean",
+            title="Also remove masked copies",
+            description="Delete the .detect/ copies of the restored photos.",
+        ),
+    },
+    tags=["platemask"],
+    doc_md=__doc__,
+)
+def plate_masking_restore() -> None:
+    @task
+    def restore_originals(params: dict) -> dict:
+        """Copy the selected backups over the originals and report per car."""
+        from platemask_airflow.restore import run_restore
+
+        return run_restore(params)
+
+    restore_originals()
+
+
+plate_masking_restore()

@@ -1,0 +1,73 @@
+"""The task of ``plate_masking_restore``: validated form values in, a restore report out."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from airflow.sdk.exceptions import AirflowFailException
+
+from platemask.config import Settings
+from platemask.paths import validate_car_id
+from platemask.restore import RestoreRequest, restore_day
+from platemask.storage import Storage
+from platemask.tracking import DayTracking
+from platemask_airflow.chatwork import chatwork_client
+from platemask_airflow.storage import open_storage
+
+__all__ = ["CAR_ID_PATTERN", "car_ids_from_param", "run_restore"]
+
+log = logging.getLogger(__name__)
+
+_ID = r"[0-9A-Za-z][0-9A-Za-z_-]{4,63}"
+#: One car id, or several separated by commas (what the trigger form's text field accepts).
+CAR_ID_PATTERN = rf"^\s*{_ID}(\s*,\s*{_ID})*\s*$"
+#: Problem lines kept in the XCom; the task log has them all.
+_XCOM_PROBLEMS = 100
+
+
+def car_ids_from_param(value: str | list[str] | None) -> tuple[str, ...]:
+    """``"1041 8430"``-free parsing of the ``car_id`` param: None, one id, ``"a, b"`` or a list."""
+    if not value:
+        return ()
+    items = value if isinstance(value, list) else str(value).split(",")
+    return tuple(validate_car_id(item.strip()) for item in items if item.strip())
+
+
+def run_restore(params: Mapping[str, Any], storage: tuple[Storage, Storage] | None = None) -> dict[str, Any]:
+    """Restore (or list, in a dry run) the selected originals and report per car."""
+    settings = Settings.from_env()
+    request = RestoreRequest(
+        day=dt.date.fromisoformat(params["date"]),
+        status=params["status"],
+        car_ids=car_ids_from_param(params.get("car_id")),
+        dry_run=bool(params.get("dry_run", True)),
+        remove_detect=bool(params.get("remove_detect", False)),
+    )
+    store, backups = storage or open_storage(settings)
+    report = restore_day(
+        request,
+        DayTracking(settings.tracking_dir, request.day, settings.timezone),
+        store=store,
+        backups=backups,
+        backup_dir=settings.backup_dir_name,
+        detect_dir=settings.detect_dir_name,
+    )
+    text = report.text()
+    log.info("Restore report:\n%s", text)
+    for line in report.as_dict()["problems"]:
+        log.warning("Not restored: %s", line)
+    client = chatwork_client(settings)
+    if client is not None and report.files:
+        client.post_message(text)
+    result = report.as_dict()
+    result["problems"] = result["problems"][:_XCOM_PROBLEMS]
+    if report.failed and not request.dry_run:
+        counts = report.counts()
+        raise AirflowFailException(
+            f"restore incomplete: {counts['missing_backup']} missing backup(s), {counts['error']} error(s); "
+            f"{counts['restored']} restored"
+        )
+    return result

@@ -1,0 +1,163 @@
+"""Measure how well plates get hidden on labelled photo sets (a benchmark that prints figures, not a test).
+
+Each set is a folder with a ``gt.jsonl`` (see shared/platedata/README.md). Photos go through the real
+pipeline pieces (decode, :class:`PlateDetector`, padded boxes); a plate counts as hidden when at least
+90 % of its labelled box lies under the mask the ``fill`` style draws. Several ``--conf`` or
+``--padding`` values print one row each; paddings reuse the same detections.
+
+Run: .venv/bin/python scripts/evaluate.py [DATA_DIR ...] [--conf 0.10] [--padding 0.10] [--model PATH] [--limit N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from platemask.config import DetectOptions, Limits
+from platemask.detect import Detection, PlateDetector
+from platemask.images import decode_any
+
+DATA = Path(__file__).parents[2] / "shared" / "platedata"
+DEFAULT_SETS = ("openalpr_br", "roboflow_openimages_f8vsn")
+HIDDEN = 0.90  # share of a plate's box the mask must cover (shared/platedata/README.md)
+
+
+@dataclass
+class Score:
+    """Running totals for one set under one setting."""
+
+    photos: int = 0
+    coverages: list[float] = field(default_factory=list)
+    extra: int = 0
+    seconds: float = 0.0
+
+    def add(self, other: Score) -> None:
+        """Pool ``other`` into this one (for the all-sets row)."""
+        self.photos += other.photos
+        self.coverages += other.coverages
+        self.extra += other.extra
+        self.seconds += other.seconds
+
+    def row(self) -> list[str]:
+        """Table cells: photos, plates, hidden, recall, mean coverage, extra masks, s/photo."""
+        cov = np.asarray(self.coverages)
+        hidden = int((cov >= HIDDEN).sum())
+        recall = hidden / len(cov) if len(cov) else float("nan")
+        mean = float(cov.mean()) if len(cov) else float("nan")
+        per_photo = self.seconds / self.photos if self.photos else float("nan")
+        return [
+            str(self.photos),
+            str(len(cov)),
+            str(hidden),
+            f"{recall:.1%}",
+            f"{mean:.1%}",
+            str(self.extra),
+            f"{per_photo:.3f}",
+        ]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse arguments, score every set under every setting, print the table."""
+    args = _parser().parse_args(argv)
+    sets = [Path(d) for d in args.data] or [DATA / name for name in DEFAULT_SETS]
+    for folder in sets:
+        if not (folder / "gt.jsonl").is_file():
+            print(f"no gt.jsonl in {folder}", file=sys.stderr)
+            return 2
+    header = ["set", "conf", "pad", "photos", "plates", "hidden", "recall", "mean cov", "extra", "s/photo"]
+    rows: list[list[str]] = []
+    for conf in args.conf:
+        detector = PlateDetector(DetectOptions(model=args.model, conf=conf))
+        detector.load_async().result()  # load time is not per-photo time
+        totals = {padding: Score() for padding in args.padding}
+        for folder in sets:
+            scores = _score_set(folder, detector, args.padding, args.limit)
+            for padding, score in scores.items():
+                rows.append([folder.name, f"{conf:.2f}", f"{padding:.2f}", *score.row()])
+                totals[padding].add(score)
+            print(f"done {folder.name} conf {conf:.2f}", file=sys.stderr)
+        if len(sets) > 1:
+            rows += [["all", f"{conf:.2f}", f"{p:.2f}", *s.row()] for p, s in totals.items()]
+    print(f"model: {detector.model_path}")
+    _print_table(header, rows)
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("data", nargs="*", help=f"folders with gt.jsonl (default: {', '.join(DEFAULT_SETS)} in {DATA})")
+    parser.add_argument("--conf", type=float, nargs="+", default=[DetectOptions.conf], help="confidence threshold(s)")
+    parser.add_argument("--padding", type=float, nargs="+", default=[0.10], help="mask padding(s), fraction of box")
+    parser.add_argument("--model", help="model path (default: the built-in model)")
+    parser.add_argument("--limit", type=int, help="only the first N photos of each set")
+    return parser
+
+
+def _score_set(
+    folder: Path, detector: PlateDetector, paddings: Sequence[float], limit: int | None
+) -> dict[float, Score]:
+    lines = (folder / "gt.jsonl").read_text(encoding="utf-8").splitlines()
+    labels = [json.loads(line) for line in lines if line.strip()][:limit]
+    scores = {padding: Score() for padding in paddings}
+    limits = Limits()
+    for label in labels:
+        image = decode_any((folder / label["image"]).read_bytes(), limits)
+        height, width = image.shape[:2]
+        started = time.perf_counter()
+        [detections] = detector.detect([image])
+        seconds = time.perf_counter() - started
+        boxes = [_pixel_box(box, width, height) for box in label["boxes"]]
+        for padding, score in scores.items():
+            coverages, extra = _coverage(detections, boxes, padding, width, height)
+            score.photos += 1
+            score.coverages += coverages
+            score.extra += extra
+            score.seconds += seconds
+    return scores
+
+
+def _pixel_box(box: Sequence[float], width: int, height: int) -> tuple[int, int, int, int]:
+    """A labelled box as whole pixels, at least one pixel in size, inside the photo."""
+    x1, y1 = min(max(0, round(box[0])), width - 1), min(max(0, round(box[1])), height - 1)
+    x2, y2 = min(max(x1 + 1, round(box[2])), width), min(max(y1 + 1, round(box[3])), height)
+    return x1, y1, x2, y2
+
+
+def _coverage(
+    detections: Sequence[Detection], boxes: Sequence[tuple[int, int, int, int]], padding: float, width: int, height: int
+) -> tuple[list[float], int]:
+    """Covered share of each labelled box, and how many masks touch no labelled box."""
+    # The union of padded rectangles is exactly what render.mask_plates paints in the fill style.
+    mask = np.zeros((height, width), bool)
+    rects = [detection.padded(padding, width, height) for detection in detections]
+    for x1, y1, x2, y2 in rects:
+        mask[y1:y2, x1:x2] = True
+    coverages = [float(mask[y1:y2, x1:x2].mean()) for x1, y1, x2, y2 in boxes]
+    extra = sum(
+        1
+        for rx1, ry1, rx2, ry2 in rects
+        if rx2 > rx1
+        and ry2 > ry1
+        and not any(rx1 < bx2 and bx1 < rx2 and ry1 < by2 and by1 < ry2 for bx1, by1, bx2, by2 in boxes)
+    )
+    return coverages, extra
+
+
+def _print_table(header: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        cells = [
+            cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+        ]
+        print("  ".join(cells))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

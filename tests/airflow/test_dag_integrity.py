@@ -1,0 +1,72 @@
+"""Team policy for DAG files, checked the way the DAG processor loads them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from airflow.dag_processing.dagbag import DagBag
+
+DAGS = Path(__file__).parents[2] / "dags"
+
+
+@pytest.fixture(scope="module")
+def dagbag() -> DagBag:
+    return DagBag(dag_folder=str(DAGS))
+
+
+def test_no_import_errors(dagbag: DagBag) -> None:
+    assert dagbag.import_errors == {}
+    assert set(dagbag.dag_ids) == {"plate_masking_daily", "plate_masking_restore"}
+
+
+@pytest.mark.parametrize("dag_id", ["plate_masking_daily", "plate_masking_restore"])
+def test_policy(dagbag: DagBag, dag_id: str) -> None:
+    dag = dagbag.dags.get(dag_id)
+    assert dag.tags and dag.doc_md, "every DAG has tags and its module docstring as doc_md"
+    assert dag.dag_id == Path(dag.fileloc).stem
+    for task in dag.tasks:
+        assert task.retries >= 2, f"{task.task_id} must retry transient failures"
+    for name in dag.params:
+        param = dag.params.get_param(name)
+        assert param.schema.get("title") and param.description, f"param {name} needs a title and description"
+
+
+def test_daily_shape(dagbag: DagBag) -> None:
+    dag = dagbag.dags.get("plate_masking_daily")
+    assert {t.task_id for t in dag.tasks} == {"plan_uploads", "mask_car", "finish_day"}
+    assert dag.task_dict["finish_day"].trigger_rule == "all_done"
+    assert dag.task_dict["mask_car"].upstream_task_ids == {"plan_uploads"}
+    assert type(dag.timetable).__name__ == "CronDataIntervalTimetable"  # day D runs after D ends
+    assert dag.max_active_runs == 1
+    assert set(dag.params) == {"date", "force"}
+
+
+def test_restore_form(dagbag: DagBag) -> None:
+    dag = dagbag.dags.get("plate_masking_restore")
+    assert type(dag.timetable).__name__ == "NullTimetable"  # schedule=None: manual only
+    params = dag.params
+    assert set(params) == {"date", "status", "car_id", "dry_run", "remove_detect"}
+    assert params.get_param("dry_run").value is True
+    assert params.get_param("status").schema["enum"] == ["done", "error", "verified", "all"]
+
+
+def test_parse_is_fast_and_imports_no_model_code() -> None:
+    # A fresh interpreter, like a DAG processor or task process: no torch, no ultralytics.
+    script = (
+        "import json, sys, time\n"
+        "t = time.perf_counter()\n"
+        "from airflow.dag_processing.dagbag import DagBag\n"
+        "t0 = time.perf_counter()\n"
+        f"bag = DagBag(dag_folder={str(DAGS)!r})\n"
+        "print(json.dumps({'seconds': time.perf_counter() - t0, 'errors': list(bag.import_errors),"
+        " 'heavy': [m for m in ('torch', 'ultralytics', 'openvino', 'onnxruntime') if m in sys.modules]}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=os.environ, check=True)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["errors"] == [] and result["heavy"] == []
+    assert result["seconds"] < 2.0
