@@ -14,6 +14,7 @@ import datetime as dt
 import logging
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -121,8 +122,9 @@ def plan_day(
         doc["last_processed_time"] = now.isoformat()
     # Only now that the day file holds everything the old parts said may they go.
     tracking.clear_parts()
-    for car_id, records in work.items():
-        tracking.write_part(car_id, {"date": tracking.day.isoformat(), "car_id": car_id, "records": records})
+    parts = {car_id: {"date": tracking.day.isoformat(), "car_id": car_id, "records": r} for car_id, r in work.items()}
+    with ThreadPoolExecutor(max_workers=8) as pool:  # thousands of small fsync'd files: overlap them
+        list(pool.map(tracking.write_part, parts, parts.values()))
     batches = _batches(sorted(work), cars_per_task, max_tasks)
     photos = sum(len(r) for r in work.values())
     log.info("%s: %d photos of %d cars to process, %d skipped", tracking.day, photos, len(work), skipped)

@@ -250,11 +250,29 @@ class DayTracking:
 
 
 def _write_json(path: Path, doc: dict[str, Any]) -> None:
-    data = json.dumps(doc, ensure_ascii=False, indent=2).encode("utf-8")
+    data = _encode(doc).encode("utf-8")
     try:
         atomic_write(path, data)
     except OSError as exc:
         raise TrackingError(f"cannot write {path}: {exc}") from exc
+
+
+def _encode(doc: dict[str, Any]) -> str:
+    """JSON with one record per line: readable and grep-able, and fast for 150,000 records.
+
+    ``json.dumps(indent=...)`` falls back to the pure-Python encoder, 20× slower than this.
+    """
+
+    def dump(value: Any) -> str:
+        return json.dumps(value, ensure_ascii=False)
+
+    lines = [f"  {dump(k)}: {dump(v)}," for k, v in doc.items() if k not in ("processed", "records")]
+    for key in ("processed", "records"):
+        if key in doc:
+            records = [f"    {dump(k)}: {dump(v)}" for k, v in doc[key].items()]
+            body = "{\n" + ",\n".join(records) + "\n  }" if records else "{}"
+            lines.append(f"  {dump(key)}: {body},")
+    return "{\n" + "\n".join(lines)[:-1] + "\n}\n"
 
 
 def _read_text(path: Path) -> str:
