@@ -102,7 +102,7 @@ class Settings:
     """Everything a run needs to know, usually built with :meth:`from_env`."""
 
     s3_mount: str
-    log_dir: Path
+    log_dir: str
     backup_dir_name: str = ".backup"
     detect_dir_name: str = ".detect"
     backup_s3_bucket: str | None = None
@@ -118,11 +118,6 @@ class Settings:
     limits: Limits = Limits()
 
     @property
-    def tracking_dir(self) -> Path:
-        """Folder of the daily tracking files."""
-        return self.log_dir / "tracking"
-
-    @property
     def chatwork_enabled(self) -> bool:
         """Spec rule 6: the summary is sent only when both key and room are set."""
         return bool(self.chatwork_api_key and self.chatwork_room_id)
@@ -135,11 +130,11 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Build settings from environment variables (see ``VARIABLES``)."""
         env = _Env(os.environ if environ is None else environ)
-        default_logs = Path(env.get("AIRFLOW_HOME") or ".") / "logs"
+        default_logs = str(Path(env.get("AIRFLOW_HOME") or ".") / "logs")
         banner = env.get("PLATEMASK_BANNER")
         return cls(
             s3_mount=env.get("S3_MOUNT") or "",
-            log_dir=Path(env.get("LOG_DIR") or default_logs),
+            log_dir=env.get("LOG_DIR") or default_logs,
             backup_dir_name=env.get("BACKUP_S3_PREFIX") or ".backup",
             backup_s3_bucket=env.get("BACKUP_S3_BUCKET") or None,
             backup_s3_key_prefix=(env.get("BACKUP_S3_KEY_PREFIX") or "").strip("/"),

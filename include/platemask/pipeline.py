@@ -70,7 +70,7 @@ class _Prepared:
     paths: PhotoPaths
     clean: CleanOriginal
     image: np.ndarray
-    started: float
+    work: float  # seconds spent on this photo so far, waits in the pipeline excluded
 
 
 def process_photos(
@@ -108,11 +108,13 @@ def process_photos(
             if isinstance(prepared, PhotoOutcome):
                 yield prepared
                 continue
+            started = time.perf_counter()
             try:
                 detections = detector.detect([prepared.image])[0]
             except PlateMaskError as exc:
-                yield _failed(prepared.photo, exc, prepared.started)
+                yield _failed(prepared.photo, exc, started, prepared.work)
                 continue
+            prepared.work += time.perf_counter() - started
             finishing.append(pool.submit(_finish, prepared, detections, settings, store))
             while len(finishing) > 1 or (finishing and finishing[0].done()):
                 yield finishing.popleft().result()
@@ -133,10 +135,11 @@ def _prepare(
     except Exception as exc:  # one photo must never take the car down with it
         log.exception("Unexpected error preparing %s", photo.path)
         return _failed(photo, InternalError(f"{type(exc).__name__}: {exc}"), started)
-    return _Prepared(photo, paths, clean, image, started)
+    return _Prepared(photo, paths, clean, image, time.perf_counter() - started)
 
 
 def _finish(prepared: _Prepared, detections: list[Detection], settings: Settings, store: Storage) -> PhotoOutcome:
+    started = time.perf_counter()
     photo, paths, clean = prepared.photo, prepared.paths, prepared.clean
     outcome = PhotoOutcome(photo, detections=len(detections), backup_history=clean.archived_backup)
     outcome.sha256["backup"] = clean.sha256
@@ -154,7 +157,7 @@ def _finish(prepared: _Prepared, detections: list[Detection], settings: Settings
     except Exception as exc:
         log.exception("Unexpected error writing the outputs of %s", photo.path)
         outcome.error = InternalError(f"{type(exc).__name__}: {exc}")
-    outcome.millis = round((time.perf_counter() - prepared.started) * 1000)
+    outcome.millis = round((prepared.work + time.perf_counter() - started) * 1000)
     return outcome
 
 
@@ -168,5 +171,5 @@ def _write_verified(
     return digest
 
 
-def _failed(photo: Photo, error: PlateMaskError, started: float) -> PhotoOutcome:
-    return PhotoOutcome(photo, error=error, millis=round((time.perf_counter() - started) * 1000))
+def _failed(photo: Photo, error: PlateMaskError, started: float, earlier: float = 0.0) -> PhotoOutcome:
+    return PhotoOutcome(photo, error=error, millis=round((earlier + time.perf_counter() - started) * 1000))

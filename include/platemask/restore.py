@@ -287,7 +287,7 @@ def _restore_command(args: argparse.Namespace) -> int:
     store, backups = open_storage(settings)
     report = restore_day(
         request,
-        DayTracking(settings.tracking_dir, args.date, settings.timezone),
+        DayTracking.for_settings(settings, args.date),
         store=store,
         backups=backups,
         backup_dir=settings.backup_dir_name,

@@ -9,15 +9,17 @@ from __future__ import annotations
 import errno
 import os
 import secrets
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from platemask.errors import ImageTooLargeError, MissingFileError, StorageError, UnsafePathError
 
 if TYPE_CHECKING:
     from platemask.config import Settings
 
-__all__ = ["LocalStorage", "Storage", "atomic_write", "open_storage"]
+__all__ = ["LocalStorage", "Storage", "atomic_write", "open_log_storage", "open_storage"]
 
 # errno values that will not pass by retrying.
 _PERMANENT = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENAMETOOLONG, errno.EISDIR, errno.ENOTDIR}
@@ -40,8 +42,20 @@ class Storage(Protocol):
         """Create the file only if absent, atomically; False when it already existed."""
         ...
 
+    def create_from(self, path: str, source: str, data: bytes) -> bool:
+        """Create ``path`` as a copy of ``source`` (whose bytes are ``data``) only if absent."""
+        ...
+
     def exists(self, path: str) -> bool:
         """Whether the file exists."""
+        ...
+
+    def list(self, folder: str) -> Iterator[str]:
+        """Names of the files directly in ``folder`` (none when it does not exist)."""
+        ...
+
+    def age(self, path: str) -> float | None:
+        """Seconds since the file was last written; None when it does not exist."""
         ...
 
     def delete(self, path: str) -> None:
@@ -99,8 +113,22 @@ class LocalStorage:
         except OSError as exc:
             raise _storage_error(f"cannot create {path}", exc) from exc
 
+    def create_from(self, path: str, source: str, data: bytes) -> bool:
+        return self.create(path, data)  # the bytes are at hand: no second read of the source
+
     def exists(self, path: str) -> bool:
         return self.locate(path).is_file()
+
+    def list(self, folder: str) -> Iterator[str]:
+        target = self.locate(folder)
+        if target.is_dir():
+            yield from sorted(p.name for p in target.iterdir() if p.is_file() and not p.name.startswith("."))
+
+    def age(self, path: str) -> float | None:
+        try:
+            return time.time() - self.locate(path).stat().st_mtime
+        except FileNotFoundError:
+            return None
 
     def delete(self, path: str) -> None:
         try:
@@ -112,11 +140,45 @@ class LocalStorage:
         return str(self.root / path.lstrip("/"))
 
 
-def open_storage(settings: Settings) -> tuple[Storage, Storage]:
-    """The photo storage and the backup storage for ``settings`` (the same unless S3 backups)."""
+def open_storage(settings: Settings, s3_client: Callable[[], Any] | None = None) -> tuple[Storage, Storage]:
+    """The photo storage and the backup storage for ``settings``.
+
+    ``S3_MOUNT`` is a folder (a mounted bucket) or ``s3://bucket/prefix`` (direct S3, no mount);
+    with ``BACKUP_S3_BUCKET`` backups are S3 server-side copies. ``s3_client`` builds the boto3
+    client (Airflow passes its S3Hook's); by default boto3's own credential chain is used.
+    """
     settings.require_storage()
-    store = LocalStorage(settings.s3_mount)
-    return store, store
+    make_client = s3_client or _boto3_client
+    if settings.s3_mount.startswith("s3://"):
+        from platemask.s3 import S3Storage, parse_s3_url
+
+        store: Storage = S3Storage(make_client(), *parse_s3_url(settings.s3_mount))
+    else:
+        store = LocalStorage(settings.s3_mount)
+    if not settings.backup_s3_bucket:
+        return store, store
+    from platemask.s3 import S3Storage
+
+    client = store.client if isinstance(store, S3Storage) else make_client()
+    return store, S3Storage(client, settings.backup_s3_bucket, settings.backup_s3_key_prefix)
+
+
+def open_log_storage(settings: Settings, s3_client: Callable[[], Any] | None = None) -> Storage:
+    """Where ``tracking/`` lives: ``LOG_DIR`` as a folder, or ``s3://bucket/prefix``."""
+    if settings.log_dir.startswith("s3://"):
+        from platemask.s3 import S3Storage, parse_s3_url
+
+        return S3Storage((s3_client or _boto3_client)(), *parse_s3_url(settings.log_dir))
+    return LocalStorage(settings.log_dir)
+
+
+def _boto3_client() -> Any:
+    import boto3
+    from botocore.config import Config
+
+    from platemask.s3 import RETRY_CONFIG
+
+    return boto3.client("s3", config=Config(**RETRY_CONFIG))
 
 
 def atomic_write(target: Path, data: bytes) -> None:

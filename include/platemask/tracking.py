@@ -19,14 +19,16 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Iterable, Iterator
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from platemask.errors import TrackingError
+from platemask.errors import MissingFileError, StorageError, TrackingError
 from platemask.pipeline import Photo, PhotoOutcome
-from platemask.storage import atomic_write
+from platemask.storage import Storage, open_log_storage
+
+if TYPE_CHECKING:
+    from platemask.config import Settings
 
 __all__ = [
     "FINISHED",
@@ -125,37 +127,47 @@ def mark_cars_done(records: Iterable[Record], car_ids: Iterable[str], at: str) -
 
 
 class DayTracking:
-    """The tracking file of one day and the per-car parts written while the day runs."""
+    """The tracking file of one day and the per-car parts written while the day runs.
 
-    def __init__(self, tracking_dir: Path, day: dt.date, timezone: str = "Asia/Tokyo") -> None:
+    ``store`` is the ``LOG_DIR`` storage: a folder shared by every worker of the day, or S3.
+    """
+
+    def __init__(self, store: Storage, day: dt.date, timezone: str = "Asia/Tokyo") -> None:
+        self.store = store
         self.day = day
         self.timezone = timezone
-        self.path = Path(tracking_dir) / f"processed_{day:%Y%m%d}.json"
-        self.parts_dir = self.path.with_suffix(".parts")
-        self._lock_path = self.path.with_name(self.path.name + ".lock")
+        self.path = f"/tracking/processed_{day:%Y%m%d}.json"
+        self.parts_dir = f"/tracking/processed_{day:%Y%m%d}.parts"
+        self._lock_path = self.path + ".lock"
 
     def __repr__(self) -> str:
-        return f"DayTracking({str(self.path)!r})"
+        return f"DayTracking({self.store.describe(self.path)!r})"
+
+    @classmethod
+    def for_settings(cls, settings: Settings, day: dt.date, s3_client: Callable[[], Any] | None = None) -> DayTracking:
+        """The day's tracking in ``LOG_DIR`` (a folder, or ``s3://bucket/prefix``)."""
+        return cls(open_log_storage(settings, s3_client), day, settings.timezone)
 
     def load(self) -> dict[str, Any]:
         """The day file, or an empty one; an unreadable file is an error, never overwritten."""
+        where = self.store.describe(self.path)
         try:
-            text = self.path.read_text(encoding="utf-8")
-        except FileNotFoundError:
+            text = self.store.read(self.path).decode("utf-8")
+        except MissingFileError:
             return {
                 "date": self.day.isoformat(),
                 "created_at": site_now(self.timezone).isoformat(),
                 "last_processed_time": None,
                 "processed": {},
             }
-        except OSError as exc:
-            raise TrackingError(f"cannot read {self.path}: {exc}") from exc
+        except StorageError as exc:
+            raise TrackingError(f"cannot read {where}: {exc}") from exc
         try:
             doc = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise TrackingError(f"{self.path} is not valid JSON ({exc}); fix or move it away") from None
+            raise TrackingError(f"{where} is not valid JSON ({exc}); fix or move it away") from None
         if not isinstance(doc, dict) or not isinstance(doc.get("processed"), dict):
-            raise TrackingError(f"{self.path} has no 'processed' object; fix or move it away")
+            raise TrackingError(f"{where} has no 'processed' object; fix or move it away")
         return doc
 
     def view(self) -> dict[str, Any]:
@@ -171,35 +183,35 @@ class DayTracking:
             doc = self.load()
             self._merge_parts(doc)
             yield doc
-            self._save(doc)
+            self._write(self.path, doc)
 
     def read_part(self, car_id: str) -> dict[str, Any] | None:
         """A car's part, or None when it has none."""
         try:
-            return json.loads((self.parts_dir / f"{car_id}.json").read_text(encoding="utf-8"))
-        except FileNotFoundError:
+            return json.loads(self.store.read(f"{self.parts_dir}/{car_id}.json").decode("utf-8"))
+        except MissingFileError:
             return None
-        except (OSError, json.JSONDecodeError) as exc:
+        except (StorageError, json.JSONDecodeError) as exc:
             raise TrackingError(f"cannot read the tracking part of car {car_id}: {exc}") from exc
 
     def write_part(self, car_id: str, part: dict[str, Any]) -> None:
         """Replace a car's part atomically (only that car's task writes it)."""
-        _write_json(self.parts_dir / f"{car_id}.json", part)
+        self._write(f"{self.parts_dir}/{car_id}.json", part)
 
     def parts(self) -> Iterator[dict[str, Any]]:
-        """Every part currently on disk."""
-        if not self.parts_dir.is_dir():
-            return
-        for path in sorted(self.parts_dir.glob("*.json")):
-            part = self.read_part(path.stem)
+        """Every part currently stored."""
+        for name in self._part_names():
+            part = self.read_part(name.removesuffix(".json"))
             if part is not None:
                 yield part
 
     def clear_parts(self) -> None:
         """Remove all parts (after they were merged into the day file)."""
-        if self.parts_dir.is_dir():
-            for path in self.parts_dir.glob("*.json"):
-                path.unlink(missing_ok=True)
+        for name in self._part_names():
+            self.store.delete(f"{self.parts_dir}/{name}")
+
+    def _part_names(self) -> list[str]:
+        return [name for name in self.store.list(self.parts_dir) if name.endswith(".json")]
 
     def _merge_parts(self, doc: dict[str, Any]) -> None:
         processed = doc["processed"]
@@ -207,54 +219,43 @@ class DayTracking:
             for key, record in part.get("records", {}).items():
                 processed[key] = merge_record(processed.get(key), record)
 
-    def _save(self, doc: dict[str, Any]) -> None:
-        _write_json(self.path, doc)
+    def _write(self, path: str, doc: dict[str, Any]) -> None:
+        try:
+            self.store.write(path, _encode(doc).encode("utf-8"))
+        except StorageError as exc:
+            raise TrackingError(f"cannot write {self.store.describe(path)}: {exc}") from exc
 
     @contextlib.contextmanager
     def _locked(self, timeout: float = 300.0, stale_after: float = 900.0) -> Iterator[None]:
-        # An O_EXCL lock file works on local disks and on NFS-style shared storage, where flock
-        # does not; a holder that died is recognised by the file's age.
-        self._lock_path.parent.mkdir(parents=True, exist_ok=True)
+        # "Create if absent" is atomic on every storage we support (O_EXCL/link on a shared
+        # folder, If-None-Match on S3), unlike flock on NFS; a dead holder shows by the lock's age.
         owner = f"{socket.gethostname()} pid {os.getpid()} {secrets.token_hex(4)}"
         deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fd = os.open(self._lock_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-                with os.fdopen(fd, "w") as handle:
-                    handle.write(owner)
-                break
-            except FileExistsError:
-                self._break_stale_lock(stale_after)
-                if time.monotonic() > deadline:
-                    holder = _read_text(self._lock_path)
-                    error = TrackingError(f"{self._lock_path} is held by {holder or 'someone'}")
-                    error.transient = True
-                    raise error from None
-                time.sleep(0.2)
+        while not self.store.create(self._lock_path, owner.encode()):
+            self._break_stale_lock(stale_after)
+            if time.monotonic() > deadline:
+                where = self.store.describe(self._lock_path)
+                error = TrackingError(f"{where} is held by {self._holder() or 'someone'}")
+                error.transient = True
+                raise error
+            time.sleep(0.2)
         try:
             yield
         finally:
-            if _read_text(self._lock_path) == owner:
-                self._lock_path.unlink(missing_ok=True)
+            if self._holder() == owner:
+                self.store.delete(self._lock_path)
+
+    def _holder(self) -> str:
+        try:
+            return self.store.read(self._lock_path).decode("utf-8", "replace")
+        except (MissingFileError, StorageError):
+            return ""
 
     def _break_stale_lock(self, stale_after: float) -> None:
-        try:
-            age = time.time() - self._lock_path.stat().st_mtime
-        except FileNotFoundError:
-            return
-        if age > stale_after:
-            log.warning(
-                "Breaking stale lock %s (%.0f s old, held by %s)", self._lock_path, age, _read_text(self._lock_path)
-            )
-            self._lock_path.unlink(missing_ok=True)
-
-
-def _write_json(path: Path, doc: dict[str, Any]) -> None:
-    data = _encode(doc).encode("utf-8")
-    try:
-        atomic_write(path, data)
-    except OSError as exc:
-        raise TrackingError(f"cannot write {path}: {exc}") from exc
+        age = self.store.age(self._lock_path)
+        if age is not None and age > stale_after:
+            log.warning("Breaking stale lock %s (%.0f s old, held by %s)", self._lock_path, age, self._holder())
+            self.store.delete(self._lock_path)
 
 
 def _encode(doc: dict[str, Any]) -> str:
@@ -273,10 +274,3 @@ def _encode(doc: dict[str, Any]) -> str:
             body = "{\n" + ",\n".join(records) + "\n  }" if records else "{}"
             lines.append(f"  {dump(key)}: {body},")
     return "{\n" + "\n".join(lines)[:-1] + "\n}\n"
-
-
-def _read_text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except OSError:
-        return ""

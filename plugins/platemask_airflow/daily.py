@@ -14,8 +14,8 @@ from airflow.sdk.exceptions import AirflowFailException
 from platemask.config import Settings
 from platemask.daily import DayPlan, finish_day, plan_day, target_day
 from platemask.notify import format_summary, send_summary
-from platemask.tracking import DayTracking
 from platemask_airflow.chatwork import chatwork_client
+from platemask_airflow.storage import day_tracking
 from platemask_airflow.uploads import fetch_day_uploads
 
 __all__ = ["finish", "plan"]
@@ -27,7 +27,7 @@ def plan(sql_file: Path, date: str | None, logical_date: dt.datetime | None, *, 
     """Fetch the day's rows and plan the work (written to the day's tracking parts)."""
     settings = Settings.from_env()
     settings.require_storage()
-    tracking = DayTracking(settings.tracking_dir, target_day(date, logical_date, settings.timezone), settings.timezone)
+    tracking = day_tracking(settings, target_day(date, logical_date, settings.timezone))
     rows = fetch_day_uploads(sql_file, tracking.day, last_processed_time=tracking.load().get("last_processed_time"))
     return plan_day(
         rows,
@@ -41,7 +41,7 @@ def plan(sql_file: Path, date: str | None, logical_date: dt.datetime | None, *, 
 def finish(counts: dict[str, Any]) -> dict[str, Any]:
     """Merge the day, send the summary, and fail the run (after sending) if any photo failed."""
     settings = Settings.from_env()
-    tracking = DayTracking(settings.tracking_dir, dt.date.fromisoformat(counts["date"]), settings.timezone)
+    tracking = day_tracking(settings, dt.date.fromisoformat(counts["date"]))
     summary = finish_day(tracking, skipped=counts["skipped"], refused=counts["refused"])
     log.info("Summary:\n%s", format_summary(summary))
     send_summary(summary, chatwork_client(settings))

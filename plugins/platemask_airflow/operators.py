@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator, Context
@@ -13,8 +12,6 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from platemask.config import MASK_STYLES, Settings
 from platemask.errors import ConfigError
-from platemask.tracking import DayTracking
-from platemask_airflow.storage import open_storage
 
 if TYPE_CHECKING:
     from platemask.daily import CarResult
@@ -71,11 +68,13 @@ class PlateMaskOperator(BaseOperator):
         if not car_ids:
             raise ConfigError("car_ids is empty: nothing to process")
         context["car_label"] = car_label(car_ids)  # type: ignore[typeddict-unknown-key]
-        from platemask.daily import process_cars  # numpy/OpenCV stay out of DAG parsing
+        # Imported here: numpy and OpenCV stay out of DAG parsing.
+        from platemask.daily import process_cars
+        from platemask_airflow.storage import day_tracking, open_storage
 
         settings = self._settings()
         store, backups = open_storage(settings)
-        tracking = DayTracking(settings.tracking_dir, dt.date.fromisoformat(self.day), settings.timezone)
+        tracking = day_tracking(settings, dt.date.fromisoformat(self.day))
         results = process_cars(car_ids, tracking, settings=settings, store=store, backups=backups)
         self._report(results)
         return [result.as_xcom() for result in results]
@@ -85,7 +84,7 @@ class PlateMaskOperator(BaseOperator):
         base = Settings.from_env()
         settings = base.with_overrides(
             s3_mount=self.s3_mount,
-            log_dir=Path(self.log_dir) if self.log_dir else None,
+            log_dir=self.log_dir or None,
             aws_conn_id=self.aws_conn_id,
             render=replace(base.render, style=self.mask_style) if self.mask_style else None,
         )

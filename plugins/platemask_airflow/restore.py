@@ -13,9 +13,8 @@ from platemask.config import Settings
 from platemask.paths import validate_car_id
 from platemask.restore import RestoreRequest, restore_day
 from platemask.storage import Storage
-from platemask.tracking import DayTracking
 from platemask_airflow.chatwork import chatwork_client
-from platemask_airflow.storage import open_storage
+from platemask_airflow.storage import day_tracking, open_storage
 
 __all__ = ["CAR_ID_PATTERN", "car_ids_from_param", "run_restore"]
 
@@ -49,7 +48,7 @@ def run_restore(params: Mapping[str, Any], storage: tuple[Storage, Storage] | No
     store, backups = storage or open_storage(settings)
     report = restore_day(
         request,
-        DayTracking(settings.tracking_dir, request.day, settings.timezone),
+        day_tracking(settings, request.day),
         store=store,
         backups=backups,
         backup_dir=settings.backup_dir_name,

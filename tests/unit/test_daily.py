@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from pathlib import Path
 
 import pytest
 
@@ -36,13 +35,17 @@ ROWS = [
 
 @pytest.fixture
 def tracking(settings) -> DayTracking:
-    return DayTracking(settings.tracking_dir, DAY, settings.timezone)
+    return DayTracking.for_settings(settings, DAY)
 
 
 @pytest.fixture
 def photos(put_photo) -> None:
     for row in ROWS:
         put_photo(row["file_path"], seed=row["file_id"])
+
+
+def _day_file(tracking: DayTracking) -> str:
+    return tracking.store.read(tracking.path).decode()
 
 
 def _run_day(settings, tracking: DayTracking, rows=ROWS, **plan_kwargs):
@@ -81,12 +84,10 @@ def test_first_run_processes_everything(settings, tracking, photos) -> None:
         ("10418430", 2, 2, True),
         ("10418457", 1, 1, True),
     ]
-    doc = json.loads(tracking.path.read_text())
+    doc = json.loads(_day_file(tracking))
     assert {k: r["status"] for k, r in doc["processed"].items()} == {"1": "done", "2": "done", "3": "done"}
     assert doc["processed"]["1"]["is_first"] is True and doc["processed"]["3"]["is_first"] is False
-    assert not list(tracking.parts_dir.glob("*.json")) or all(
-        json.loads(p.read_text())["records"] for p in tracking.parts_dir.glob("*.json")
-    )
+    assert [part["car_id"] for part in tracking.parts()] == ["10418430", "10418457"]  # kept until the next plan
 
 
 def test_second_run_skips_finished_photos(settings, tracking, photos) -> None:
@@ -108,7 +109,7 @@ def test_force_processes_finished_photos(settings, tracking, photos) -> None:
     _run_day(settings, tracking)
     plan, summary = _run_day(settings, tracking, force=True)
     assert plan.photos == 3 and summary.succeeded == 3
-    history = [h["status"] for h in json.loads(tracking.path.read_text())["processed"]["1"]["status_history"]]
+    history = [h["status"] for h in json.loads(_day_file(tracking))["processed"]["1"]["status_history"]]
     assert history == ["pending", "processing", "verified", "done", "pending", "processing", "verified", "done"]
 
 
@@ -117,13 +118,13 @@ def test_error_keeps_car_states_and_is_retried_next_run(settings, tracking, phot
     _, summary = _run_day(settings, tracking)
     assert (summary.succeeded, summary.failed) == (2, 1)
     assert [(c.car_id, c.ok) for c in summary.cars] == [("10418430", False), ("10418457", True)]
-    records = json.loads(tracking.path.read_text())["processed"]
+    records = json.loads(_day_file(tracking))["processed"]
     assert (records["1"]["status"], records["2"]["status"], records["3"]["status"]) == ("verified", "error", "done")
     assert records["2"]["error"] == "invalid_image: empty file (0 bytes)"
     put_photo(ROWS[1]["file_path"], seed=2)  # staff upload it again
     plan, summary = _run_day(settings, tracking)
     assert plan.photos == 1 and (summary.succeeded, summary.failed) == (1, 0)
-    records = json.loads(tracking.path.read_text())["processed"]
+    records = json.loads(_day_file(tracking))["processed"]
     assert {r["status"] for r in records.values()} == {"done"} and "error" not in records["2"]
 
 
@@ -131,7 +132,7 @@ def test_unsafe_car_id_is_refused_at_planning(settings, tracking, photos) -> Non
     rows = [*ROWS, {**_row(9, "10418430", "x.jpg", 1), "car_id": "../../etc"}]
     plan, summary = _run_day(settings, tracking, rows)
     assert plan.refused == 1 and summary.failed == 1
-    record = json.loads(tracking.path.read_text())["processed"]["9"]
+    record = json.loads(_day_file(tracking))["processed"]["9"]
     assert record["status"] == "error" and record["error"].startswith("unsafe_path: car id")
 
 
@@ -142,7 +143,7 @@ def test_dead_car_task_is_reported_incomplete(settings, tracking, photos) -> Non
     process_cars(plan.batches[0], tracking, settings=settings, store=store, detector=StubDetector())
     summary = finish_day(tracking, skipped=plan.skipped)
     assert summary.failed == 1
-    record = json.loads(tracking.path.read_text())["processed"]["3"]
+    record = json.loads(_day_file(tracking))["processed"]["3"]
     assert record["status"] == "error" and record["error"].startswith("incomplete:")
 
 
@@ -158,7 +159,7 @@ def test_rerun_of_a_car_task_only_redoes_unfinished_photos(settings, tracking, p
     summary = finish_day(tracking, skipped=plan.skipped)
     # Car 10418457's task never ran in this test: its photo is the only failure.
     assert [(c.car_id, c.processed, c.failed) for c in summary.cars] == [("10418430", 2, 0), ("10418457", 1, 1)]
-    assert json.loads(tracking.path.read_text())["processed"]["2"]["status"] == "done"
+    assert json.loads(_day_file(tracking))["processed"]["2"]["status"] == "done"
 
 
 def test_batches_respect_max_map_length() -> None:
@@ -175,4 +176,4 @@ def test_xcom_stays_small_for_a_huge_day(settings, tracking: DayTracking) -> Non
     items = json.dumps(plan.mapped_items())
     assert len(plan.mapped_items()) <= 1024 and len(items) < 200_000  # 150,000 photos, car ids only
     assert len(json.dumps(plan.counts())) < 200
-    assert plan.photos == 150_000 and len(list(Path(tracking.parts_dir).glob("*.json"))) == 5000
+    assert plan.photos == 150_000 and len(list(tracking.store.list(tracking.parts_dir))) == 5000

@@ -9,6 +9,7 @@ import pytest
 
 from platemask.errors import TrackingError
 from platemask.pipeline import Photo
+from platemask.storage import LocalStorage
 from platemask.tracking import DayTracking, mark_cars_done, merge_record, new_record, set_status
 
 DAY = dt.date(2026, 2, 3)
@@ -23,18 +24,19 @@ def _record(file_id: int, car: str = "10418430", status: str = "verified") -> di
 
 
 def test_file_name_and_empty_document(tmp_path: Path) -> None:
-    tracking = DayTracking(tmp_path, DAY)
-    assert tracking.path == tmp_path / "processed_20260203.json"
+    tracking = DayTracking(LocalStorage(tmp_path), DAY)
+    assert tracking.path == "/tracking/processed_20260203.json"
     doc = tracking.load()
     assert doc["date"] == "2026-02-03" and doc["processed"] == {}
 
 
 def test_unreadable_file_is_an_error_and_is_kept(tmp_path: Path) -> None:
-    tracking = DayTracking(tmp_path, DAY)
-    tracking.path.write_text("{not json")
+    tracking = DayTracking(LocalStorage(tmp_path), DAY)
+    (tmp_path / "tracking").mkdir()
+    (tmp_path / "tracking/processed_20260203.json").write_text("{not json")
     with pytest.raises(TrackingError, match="not valid JSON"), tracking.update():
         pass
-    assert tracking.path.read_text() == "{not json"
+    assert (tmp_path / "tracking/processed_20260203.json").read_text() == "{not json"
 
 
 def test_done_only_when_all_files_of_the_car_verified() -> None:
@@ -54,23 +56,28 @@ def test_merge_keeps_the_longer_history() -> None:
 
 
 def test_parts_are_merged_under_lock(tmp_path: Path) -> None:
-    tracking = DayTracking(tmp_path, DAY)
+    tracking = DayTracking(LocalStorage(tmp_path), DAY)
     with tracking.update() as doc:
         doc["processed"]["1"] = _record(1, status="pending")
     tracking.write_part("10418430", {"car_id": "10418430", "records": {"1": _record(1)}})
     assert tracking.view()["processed"]["1"]["status"] == "verified"
-    assert json.loads(tracking.path.read_text())["processed"]["1"]["status"] == "pending"  # view writes nothing
+    assert (
+        json.loads((tmp_path / "tracking/processed_20260203.json").read_text())["processed"]["1"]["status"] == "pending"
+    )  # view writes nothing
     with tracking.update():
         pass
-    assert json.loads(tracking.path.read_text())["processed"]["1"]["status"] == "verified"
+    assert (
+        json.loads((tmp_path / "tracking/processed_20260203.json").read_text())["processed"]["1"]["status"]
+        == "verified"
+    )
 
 
 def test_concurrent_updates_lose_nothing(tmp_path: Path) -> None:
-    tracking = DayTracking(tmp_path, DAY)
+    tracking = DayTracking(LocalStorage(tmp_path), DAY)
 
     def writer(n: int) -> None:
         for i in range(10):
-            with DayTracking(tmp_path, DAY).update() as doc:
+            with DayTracking(LocalStorage(tmp_path), DAY).update() as doc:
                 doc["processed"][f"{n}-{i}"] = _record(n * 100 + i)
 
     threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
@@ -79,15 +86,16 @@ def test_concurrent_updates_lose_nothing(tmp_path: Path) -> None:
     for thread in threads:
         thread.join()
     assert len(tracking.load()["processed"]) == 40
-    assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*.tmp"))
+    assert [p.name for p in (tmp_path / "tracking").iterdir()] == ["processed_20260203.json"]
 
 
 def test_stale_lock_is_broken(tmp_path: Path) -> None:
     import os
     import time
 
-    tracking = DayTracking(tmp_path, DAY)
-    lock = tmp_path / "processed_20260203.json.lock"
+    tracking = DayTracking(LocalStorage(tmp_path), DAY)
+    (tmp_path / "tracking").mkdir()
+    lock = tmp_path / "tracking/processed_20260203.json.lock"
     lock.write_text("dead-host pid 1")
     old = time.time() - 3600
     os.utime(lock, (old, old))
