@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from tests.support import seaweed
 
 _AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="platemask-airflow-"))
 _REPO = Path(__file__).parents[1]
@@ -96,3 +99,32 @@ def put_photo(photo_root: Path) -> Callable[..., bytes]:
         return data
 
     return put
+
+
+# A real S3 server (SeaweedFS), started on first use and stopped at the end of the session.
+_buckets = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def weed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[seaweed.Seaweed]:
+    """SeaweedFS with its S3 endpoint on loopback."""
+    server = seaweed.start(tmp_path_factory.mktemp("seaweed"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def bucket(weed: seaweed.Seaweed) -> str:
+    """A fresh, empty bucket."""
+    name = f"photos-{next(_buckets)}"
+    weed.client().create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture
+def mounted(weed: seaweed.Seaweed, bucket: str, tmp_path: Path) -> Iterator[Path]:
+    """The bucket mounted with FUSE, as s3fs mounts it on a production worker."""
+    if not seaweed.fuse_available():
+        pytest.skip("FUSE mounts need root and /dev/fuse on this machine")
+    with weed.mount(bucket, tmp_path / "mnt") as path:
+        yield path
