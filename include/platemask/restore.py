@@ -278,6 +278,7 @@ def add_restore_command(commands: Any) -> None:
 
 
 def _restore_command(args: argparse.Namespace) -> int:
+    from platemask.notify import client_from_settings
     from platemask.storage import open_storage
 
     logging.getLogger("platemask").setLevel(logging.INFO)
@@ -294,6 +295,9 @@ def _restore_command(args: argparse.Namespace) -> int:
         detect_dir=settings.detect_dir_name,
     )
     print(report.text())
+    client = client_from_settings(settings)
+    if client is not None and report.files:
+        client.post_message(report.text())
     return 1 if report.failed else 0
 
 

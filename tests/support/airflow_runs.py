@@ -93,3 +93,22 @@ def _scheduler_dag(dag):
     from airflow.serialization.serialized_objects import DagSerialization
 
     return DagSerialization.deserialize_dag(DagSerialization.serialize_dag(dag))
+
+
+def xcom(dag_run, task_id: str, key: str = "return_value", map_index: int = -1) -> Any:
+    """A task's XCom value, as the next task (or the UI) sees it."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        row = session.scalar(
+            select(XComModel).where(
+                XComModel.run_id == dag_run.run_id,
+                XComModel.task_id == task_id,
+                XComModel.key == key,
+                XComModel.map_index == map_index,
+            )
+        )
+        assert row is not None, f"no XCom {key} from {task_id}"
+        return XComModel.deserialize_value(row)
