@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import subprocess
 import sys
@@ -36,9 +37,12 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     """An embedded PostgreSQL 16 (pgserver), stopped at the end of the session."""
     import pgserver
 
-    server = pgserver.get_server(tmp_path_factory.mktemp("pgdata"), cleanup_mode="stop")
+    pgdata = tmp_path_factory.mktemp("pgdata")
+    pgdata.parent.chmod(0o755)  # as root, pgserver runs postgres as its own user, which must reach the folder
+    server = pgserver.get_server(pgdata, cleanup_mode="stop")
     yield server
     server.cleanup()
+    logging.getLogger("pgserver").disabled = True  # its exit hook logs after pytest closed the streams
 
 
 @pytest.fixture
