@@ -272,3 +272,49 @@ def test_bad_input_each_fails_alone(site: Site, chatwork) -> None:
     assert upright.shape == (960, 1280, 3)  # EXIF orientation applied
     assert _masked_fraction(upright, car.plate_box) > 0.9
     assert not (site.root.parent / "etc").exists()
+
+
+def test_days_beyond_max_map_length_batch_cars(site: Site, chatwork, monkeypatch: pytest.MonkeyPatch) -> None:
+    """More cars than [core] max_map_length: cars share tasks instead of the run failing to expand."""
+    monkeypatch.setenv("AIRFLOW__CORE__MAX_MAP_LENGTH", "2")
+    for n in range(5):
+        car = 10418430 + n
+        site.add(car, f"{car}001.jpg", encode_jpeg(make_scene(90 + n, size=(640, 480))), branch_no=1, day=DAY)
+    run = trigger("plate_masking_daily", SCHEDULED)
+    assert run.state == "success"
+    labels = sorted(rendered_map_indexes(run, "mask_car").values())
+    assert labels == ["10418430 +2 cars", "10418433 +1 cars"]
+    assert {r["status"] for r in _tracking()["processed"].values()} == {"done"}
+    assert chatwork.messages[-1]["body"].count("枚処理") == 5  # still one summary line per car
+
+
+def test_secrets_stay_out_of_logs_xcom_and_tracking(
+    site: Site, chatwork, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    token, password = "cw-token-s3cr3t-5eb1", "db-pa55-s3cr3t-9f2"
+    monkeypatch.setenv("CHATWORK_API_KEY", token)
+    chatwork.token = token
+    connection = json.loads(site.connection_json())
+    monkeypatch.setenv("AIRFLOW_CONN_UPLOAD_DB", json.dumps({**connection, "password": password}))
+    data, _ = _car_photo(95)
+    site.add(10418430, "10418430001.jpg", data, branch_no=1, day=DAY)
+    site.add(10418430, "10418430002.jpg", b"", branch_no=2, day=DAY)  # an error path logs too
+    run = trigger("plate_masking_daily", SCHEDULED)
+    assert run.state == "failed" and chatwork.messages  # the token was used…
+    captured = capfd.readouterr()
+    output = captured.out + captured.err
+    assert "Car 10418430" in output  # …the task logs are in the captured output…
+    for secret in (token, password):  # …and no secret is in them, nor in XCom or the tracking file
+        assert secret not in output
+        assert secret not in json.dumps(_tracking())
+        assert secret not in json.dumps(_all_xcoms(run), default=str)
+
+
+def _all_xcoms(dag_run) -> list:
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        rows = session.scalars(select(XComModel).where(XComModel.run_id == dag_run.run_id)).all()
+        return [XComModel.deserialize_value(row) for row in rows]
