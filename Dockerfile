@@ -8,7 +8,7 @@
 #   docker compose build                                           # CPU-only torch (default)
 #   docker compose build --build-arg PIP_EXTRA_INDEX_URL=          # PyPI's default torch (CUDA)
 #
-# docs/operations.md explains the choices. tests/deploy/test_deployment.py checks this file.
+# README.md (Operations guide) explains the choices. tests/deploy/test_deployment.py checks this file.
 FROM apache/airflow:3.3.2-python3.11
 
 # An index pip consults next to PyPI. PyTorch's CPU index makes `torch==2.14.1` in

@@ -2,10 +2,12 @@
 
 Each set is a folder with a ``gt.jsonl`` (see shared/platedata/README.md). Photos go through the real
 pipeline pieces (decode, :class:`PlateDetector`, padded boxes); a plate counts as hidden when at least
-90 % of its labelled box lies under the mask the ``fill`` style draws. Several ``--conf`` or
-``--padding`` values print one row each; paddings reuse the same detections.
+90 % of its labelled box lies under the mask the ``fill`` style draws. Several ``--conf``,
+``--padding`` or ``--flip`` values print one row each; paddings reuse the same detections.
+s/photo is the time in ``PlateDetector.detect`` only (decoding and masking are not counted).
 
-Run: .venv/bin/python scripts/evaluate.py [DATA_DIR ...] [--conf 0.10] [--padding 0.10] [--model PATH] [--limit N]
+Run: .venv/bin/python scripts/evaluate.py [DATA_DIR ...] [--conf 0.10] [--padding 0.10] [--flip on off]
+     [--model PATH] [--limit N]
 """
 
 from __future__ import annotations
@@ -71,20 +73,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not (folder / "gt.jsonl").is_file():
             print(f"no gt.jsonl in {folder}", file=sys.stderr)
             return 2
-    header = ["set", "conf", "pad", "photos", "plates", "hidden", "recall", "mean cov", "extra", "s/photo"]
+    header = ["set", "flip", "conf", "pad", "photos", "plates", "hidden", "recall", "mean cov", "extra", "s/photo"]
     rows: list[list[str]] = []
-    for conf in args.conf:
-        detector = PlateDetector(DetectOptions(model=args.model, conf=conf))
+    for flip, conf in [(flip, conf) for flip in args.flip for conf in args.conf]:
+        detector = PlateDetector(_detect_options(args.model, conf, flip == "on"))
         detector.load_async().result()  # load time is not per-photo time
+        setting = [flip, f"{conf:.2f}"]
         totals = {padding: Score() for padding in args.padding}
         for folder in sets:
             scores = _score_set(folder, detector, args.padding, args.limit)
             for padding, score in scores.items():
-                rows.append([folder.name, f"{conf:.2f}", f"{padding:.2f}", *score.row()])
+                rows.append([folder.name, *setting, f"{padding:.2f}", *score.row()])
                 totals[padding].add(score)
-            print(f"done {folder.name} conf {conf:.2f}", file=sys.stderr)
+            print(f"done {folder.name} flip {flip} conf {conf:.2f}", file=sys.stderr)
         if len(sets) > 1:
-            rows += [["all", f"{conf:.2f}", f"{p:.2f}", *s.row()] for p, s in totals.items()]
+            rows += [["all", *setting, f"{p:.2f}", *s.row()] for p, s in totals.items()]
     print(f"model: {detector.model_path}")
     _print_table(header, rows)
     return 0
@@ -95,9 +98,20 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("data", nargs="*", help=f"folders with gt.jsonl (default: {', '.join(DEFAULT_SETS)} in {DATA})")
     parser.add_argument("--conf", type=float, nargs="+", default=[DetectOptions.conf], help="confidence threshold(s)")
     parser.add_argument("--padding", type=float, nargs="+", default=[0.10], help="mask padding(s), fraction of box")
+    parser.add_argument(
+        "--flip",
+        nargs="+",
+        choices=["on", "off"],
+        default=["on" if DetectOptions.flip else "off"],
+        help="also detect on the mirrored photo (PlateDetector's second pass)",
+    )
     parser.add_argument("--model", help="model path (default: the built-in model)")
     parser.add_argument("--limit", type=int, help="only the first N photos of each set")
     return parser
+
+
+def _detect_options(model: str | None, conf: float, flip: bool) -> DetectOptions:
+    return DetectOptions(model=model, conf=conf, flip=flip)
 
 
 def _score_set(

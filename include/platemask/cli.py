@@ -69,6 +69,7 @@ def _mask_dir(args: argparse.Namespace) -> int:
     from platemask.detect import PlateDetector
     from platemask.images import decode_any, encode_like, sha256
     from platemask.render import add_banner, mask_plates
+    from platemask.storage import atomic_write
 
     settings = Settings.from_env()
     render = replace(
@@ -105,9 +106,6 @@ def _mask_dir(args: argparse.Namespace) -> int:
                 plates += len(found)
                 out = add_banner(mask_plates(image, found, render), render)
                 target = args.out_dir / path.relative_to(args.in_dir)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                from platemask.storage import atomic_write
-
                 atomic_write(target, encode_like(path.suffix, out, render.jpeg_quality, sha256(data), data))
             progress.step(plates)
     elapsed = time.perf_counter() - started

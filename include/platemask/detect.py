@@ -4,6 +4,11 @@ The model is loaded lazily, once per process, and reused for every photo of ever
 process handles: importing torch and compiling the model costs seconds of CPU, as much as a
 small car's real work. :meth:`PlateDetector.load_async` starts that work in the background so a
 task can back up and decode its first photos meanwhile.
+
+By default every photo is also searched mirrored left-right and both passes' plates are kept:
+the model misses some plates in one orientation that it finds in the other. On the labelled sets
+(scripts/evaluate.py, conf 0.10, padding 0.10) that hides 83.8 % of plates instead of 78.9 %, for
+twice the model time; lowering conf to 0.05 instead gains less (81.9 %) with more extra masks.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
 from platemask.config import DetectOptions
@@ -141,6 +147,16 @@ class PlateDetector:
         if not images:
             return []
         self.load_async().result()
+        found = self._predict(images)
+        if not self.options.flip:
+            return found
+        mirrored = self._predict([cv2.flip(image, 1) for image in images])
+        return [
+            _merge(plain, [_unmirror(d, image.shape[1]) for d in flipped], self.options.iou, self.options.max_det)
+            for image, plain, flipped in zip(images, found, mirrored, strict=True)
+        ]
+
+    def _predict(self, images: Sequence[np.ndarray]) -> list[list[Detection]]:
         try:
             results = self._model.predict(
                 list(images),
@@ -216,3 +232,42 @@ def _detections(result: Any) -> list[Detection]:
         )
         for box, c, poly in zip(xyxy, conf, polygons, strict=True)
     ]
+
+
+def _unmirror(detection: Detection, width: int) -> Detection:
+    """A detection found on the left-right mirrored photo, in the original photo's coordinates."""
+    x1, y1, x2, y2 = detection.box
+    polygon = detection.polygon
+    if polygon is not None:
+        polygon = polygon.copy()
+        polygon[:, 0] = width - polygon[:, 0]
+    return Detection(box=(width - x2, y1, width - x1, y2), conf=detection.conf, polygon=polygon)
+
+
+def _merge(first: Sequence[Detection], second: Sequence[Detection], iou: float, max_det: int) -> list[Detection]:
+    """One detection per plate from two passes, most confident first (boxes overlapping over ``iou`` are one)."""
+    kept: list[Detection] = []
+    for detection in sorted([*first, *second], key=lambda d: d.conf, reverse=True):
+        for i, other in enumerate(kept):
+            if _iou(detection.box, other.box) > iou:
+                # Grow the kept box to cover both: the mask must never hide less than either pass.
+                box = (
+                    min(other.box[0], detection.box[0]),
+                    min(other.box[1], detection.box[1]),
+                    max(other.box[2], detection.box[2]),
+                    max(other.box[3], detection.box[3]),
+                )
+                kept[i] = Detection(box=box, conf=other.conf, polygon=other.polygon)
+                break
+        else:
+            kept.append(detection)
+    return kept[:max_det]
+
+
+def _iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
+    width = min(a[2], b[2]) - max(a[0], b[0])
+    height = min(a[3], b[3]) - max(a[1], b[1])
+    if width <= 0 or height <= 0:
+        return 0.0
+    inter = width * height
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)

@@ -25,8 +25,13 @@ def render_outputs(
     image: np.ndarray, detections: Sequence[Detection], *, first: bool, options: RenderOptions
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """The ``.detect/`` version (masked + banner) and, for a first photo, the banner-only version."""
-    masked = add_banner(mask_plates(image, detections, options), options)
-    banner_only = add_banner(image, options) if first else None
+    # One copy per output, drawn on in place: a 12 MP photo is 36 MB per copy.
+    masked = mask_plates(image, detections, options)
+    _draw_banner(masked, options)
+    banner_only = None
+    if first:
+        banner_only = image.copy()
+        _draw_banner(banner_only, options)
     return masked, banner_only
 
 
@@ -55,21 +60,25 @@ def mask_plates(image: np.ndarray, detections: Sequence[Detection], options: Ren
 def add_banner(image: np.ndarray, options: RenderOptions) -> np.ndarray:
     """A copy of ``image`` with the banner PNG alpha-blended at the configured corner."""
     out = image.copy()
+    _draw_banner(out, options)
+    return out
+
+
+def _draw_banner(out: np.ndarray, options: RenderOptions) -> None:
     if options.banner is None:
-        return out
+        return
     banner = _load_rgba(options.banner)
     height, width = out.shape[:2]
     target_w = max(1, round(width * options.banner_scale))
     target_h = max(1, round(banner.shape[0] * target_w / banner.shape[1]))
     if target_h > height:
-        return out  # a photo too flat for the banner: leave it clean rather than crop the brand
+        return  # a photo too flat for the banner: leave it clean rather than crop the brand
     resized = cv2.resize(banner, (target_w, target_h), interpolation=cv2.INTER_AREA)
     margin = round(min(width, height) * 0.02)
     top = margin if options.banner_position.startswith("top") else height - target_h - margin
     left = margin if options.banner_position.endswith("left") else width - target_w - margin
     top, left = max(0, top), max(0, left)
     _blend(out, resized, top, left)
-    return out
 
 
 def _blend(canvas: np.ndarray, rgba: np.ndarray, top: int, left: int) -> None:

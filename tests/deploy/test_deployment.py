@@ -30,7 +30,7 @@ COMPOSE_FILE = ROOT / "docker-compose.yaml"
 DOCKERFILE = ROOT / "Dockerfile"
 ENV_EXAMPLE = ROOT / ".env.example"
 DOCKERIGNORE = ROOT / ".dockerignore"
-OPERATIONS = ROOT / "docs" / "operations.md"
+OPERATIONS = ROOT / "README.md"
 SOURCE_DIRS = ("dags", "plugins", "include")
 
 #: Environment reads in the code that are not operator settings, with the reason.
