@@ -85,13 +85,13 @@ def set_status(record: Record, status: str, at: str) -> None:
 
 def apply_outcome(record: Record, outcome: PhotoOutcome, at: str) -> None:
     """Record a processed photo as ``verified`` or ``error`` with what was written."""
-    record["detections"] = outcome.detections
     record["duration_ms"] = outcome.millis
     if outcome.sha256:
         record["sha256"] = dict(outcome.sha256)
     if outcome.backup_history:
         record.setdefault("backup_history", []).append(outcome.backup_history)
     if outcome.ok:
+        record["detections"] = outcome.detections
         record["output_paths"] = dict(outcome.outputs)
         record.pop("error", None)
         set_status(record, "verified", at)
