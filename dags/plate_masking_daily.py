@@ -79,7 +79,7 @@ def plate_masking_daily() -> None:
         ti.xcom_push(key="counts", value=day_plan.counts())
         return day_plan.mapped_items()
 
-    @task(trigger_rule=TriggerRule.ALL_DONE)
+    @task(trigger_rule=TriggerRule.ALL_DONE, multiple_outputs=False)
     def finish_day(counts: dict) -> dict:
         """Mark complete cars done, send the Chatwork summary, fail if any photo failed."""
         from platemask_airflow.daily import finish

@@ -75,7 +75,7 @@ from platemask_airflow.restore import CAR_ID_PATTERN
     doc_md=__doc__,
 )
 def plate_masking_restore() -> None:
-    @task
+    @task(multiple_outputs=False)
     def restore_originals(params: dict) -> dict:
         """Copy the selected backups over the originals and report per car."""
         from platemask_airflow.restore import run_restore

@@ -27,6 +27,7 @@ def plan(sql_file: Path, date: str | None, logical_date: dt.datetime | None, *, 
     """Fetch the day's rows and plan the work (written to the day's tracking parts)."""
     settings = Settings.from_env()
     settings.require_storage()
+    _warn_on_timezone_mismatch(settings.timezone)
     tracking = day_tracking(settings, target_day(date, logical_date, settings.timezone))
     rows = fetch_day_uploads(sql_file, tracking.day, last_processed_time=tracking.load().get("last_processed_time"))
     return plan_day(
@@ -51,3 +52,18 @@ def finish(counts: dict[str, Any]) -> dict[str, Any]:
     result = asdict(summary)
     result["day"] = summary.day.isoformat()
     return result
+
+
+def _warn_on_timezone_mismatch(site_timezone: str) -> None:
+    """Backfill and `dags test` read their dates in [core] default_timezone: it should be the site's."""
+    default = conf.get("core", "default_timezone", fallback="utc")
+    if default.lower() != site_timezone.lower():
+        log.warning(
+            "[core] default_timezone is %s but the site's days are %s days: dates typed in the CLI or UI "
+            "(backfill --from-date/--to-date, dags test) are read in %s and may select neighbouring days. "
+            "Set AIRFLOW__CORE__DEFAULT_TIMEZONE=%s.",
+            default,
+            site_timezone,
+            default,
+            site_timezone,
+        )
