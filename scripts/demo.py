@@ -32,18 +32,7 @@ sys.path[:0] = [str(REPO / "include"), str(REPO / "plugins"), str(REPO)]
 from platemask.paths import car_folder  # noqa: E402
 from platemask.synthetic import encode_jpeg, make_car_photo, make_scene  # noqa: E402
 
-TABLE = """
-CREATE TABLE IF NOT EXISTS upload_files (
-    id                bigserial PRIMARY KEY,
-    car_cd            bigint    NOT NULL,
-    inspresultdata_cd text      NULL,
-    branch_no         integer   NULL,
-    file_path         text      NOT NULL,
-    created_at        timestamp NOT NULL DEFAULT now(),
-    updated_at        timestamp NOT NULL DEFAULT now(),
-    deleted_at        timestamp NULL
-)
-"""
+TABLE = (REPO / "include" / "sql" / "upload_files.sql").read_text(encoding="utf-8")
 
 # (car_cd, inspresultdata_cd, [(branch_no, kind)]); kinds: car / scene / phone (4000×3000, EXIF
 # rotated) / corrupt (a truncated upload) / deleted (soft-deleted row).

@@ -11,18 +11,7 @@ import numpy as np
 
 from platemask.paths import car_folder
 
-TABLE = """
-CREATE TABLE upload_files (
-    id                bigserial PRIMARY KEY,
-    car_cd            bigint    NOT NULL,
-    inspresultdata_cd text      NULL,
-    branch_no         integer   NULL,
-    file_path         text      NOT NULL,
-    created_at        timestamp NOT NULL DEFAULT now(),
-    updated_at        timestamp NOT NULL DEFAULT now(),
-    deleted_at        timestamp NULL
-);
-"""
+TABLE = (Path(__file__).parents[2] / "include" / "sql" / "upload_files.sql").read_text(encoding="utf-8")
 
 
 @dataclass

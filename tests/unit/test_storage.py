@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import errno
+import os
 import threading
 from pathlib import Path
 
@@ -44,9 +46,6 @@ def test_create_race_has_exactly_one_winner(tmp_path: Path) -> None:
 
 
 def test_create_without_hard_links(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import errno
-    import os
-
     def no_link(*args, **kwargs):
         raise OSError(errno.EPERM, "Operation not permitted")  # what s3fs answers
 
@@ -62,28 +61,23 @@ def test_read_missing_file(tmp_path: Path) -> None:
         LocalStorage(tmp_path).read("/upfile/1/2/none.jpg")
 
 
-def test_io_error_is_transient(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import errno
-    import os
-
+@pytest.mark.parametrize(
+    ("errno_value", "transient"),
+    [
+        pytest.param(errno.EIO, True, id="io-error-retried"),
+        pytest.param(errno.ENOSPC, True, id="disk-full-retried"),
+        pytest.param(errno.EACCES, False, id="permission-denied-not-retried"),
+        pytest.param(errno.EROFS, False, id="read-only-not-retried"),
+    ],
+)
+def test_write_errors_say_whether_to_retry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, errno_value: int, transient: bool
+) -> None:
     def broken(*args, **kwargs):
-        raise OSError(errno.EIO, "Input/output error")
+        raise OSError(errno_value, os.strerror(errno_value))
 
     monkeypatch.setattr(os, "replace", broken)
-    with pytest.raises(StorageError) as caught:
+    with pytest.raises(StorageError, match=os.strerror(errno_value)) as caught:
         LocalStorage(tmp_path).write("/upfile/1/2/a.jpg", b"x")
-    assert caught.value.transient
+    assert caught.value.transient is transient
     assert not list((tmp_path / "upfile/1/2").iterdir())  # the temp file was cleaned up
-
-
-def test_permission_error_is_not_transient(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import errno
-    import os
-
-    def denied(*args, **kwargs):
-        raise OSError(errno.EACCES, "Permission denied")
-
-    monkeypatch.setattr(os, "replace", denied)
-    with pytest.raises(StorageError) as caught:
-        LocalStorage(tmp_path).write("/upfile/1/2/a.jpg", b"x")
-    assert not caught.value.transient
