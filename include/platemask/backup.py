@@ -59,7 +59,8 @@ def prepare_original(
     backup = _read_backup(paths, backups, limits)
     if backup is None:
         inspect(current, limits)  # never make a backup of something we will refuse anyway
-        if backups.create(paths.backup, current):
+        # On S3 this is a server-side copy of the original's object: the bytes don't travel again.
+        if backups.create_from(paths.backup, paths.original, current):
             log.debug("Backed up %s", paths.original)
             return CleanOriginal(current, sha256(current), backup_created=True)
         backup = _read_backup(paths, backups, limits)  # another worker won the race

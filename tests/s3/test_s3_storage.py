@@ -184,3 +184,22 @@ def _wait_until_readable(store: S3Storage, path: str, timeout: float = 60.0) -> 
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.5)
+
+
+def test_s3_backups_are_server_side_copies(mounted: Path, weed: Seaweed, bucket: str) -> None:
+    """With BACKUP_S3_BUCKET the original's bytes are not uploaded again: CopyObject, If-None-Match."""
+    client = weed.client()
+    calls: list[tuple[str, dict]] = []
+    client.meta.events.register(
+        "provide-client-params.s3.*", lambda params, model, **_: calls.append((model.name, dict(params)))
+    )
+    photos = LocalStorage(mounted / "webroot")
+    original = jpeg_bytes(noisy_photo(seed=7))
+    photos.write(PATH, original)
+    prepare_original(PATHS, photos, S3Storage(client, bucket, "webroot"), Limits())
+    copies = [params for name, params in calls if name == "CopyObject"]
+    assert [(c["Key"], c["CopySource"]["Key"], c["IfNoneMatch"]) for c in copies] == [
+        ("webroot" + PATHS.backup, "webroot" + PATH, "*")
+    ]
+    assert not [name for name, _ in calls if name == "PutObject"]
+    assert (mounted / "webroot" / PATHS.backup.lstrip("/")).read_bytes() == original
