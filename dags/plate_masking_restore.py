@@ -27,8 +27,7 @@ from pathlib import Path
 import pendulum
 from airflow.sdk import Param, dag, task
 
-from platemask.restore import RESTORE_STATUSES
-from platemask_airflow.restore import CAR_ID_PATTERN
+from platemask_airflow.restore import CAR_ID_PATTERN, RESTORE_STATUSES
 
 
 @dag(

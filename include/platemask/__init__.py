@@ -7,10 +7,12 @@ banner), ``verify`` (rule 4), ``tracking`` (rule 5), ``notify`` (rule 6) and ``r
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 from platemask.config import Settings
 from platemask.errors import PlateMaskError
 from platemask.paths import car_folder, photo_paths
-from platemask.pipeline import Photo, PhotoOutcome, process_photos
 
 __all__ = [
     "Photo",
@@ -24,3 +26,13 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+# Imported on first use: every ``import platemask.x`` runs this file, and DAG files (parsed
+# every few seconds by Airflow) must not pay for numpy and OpenCV.
+_LAZY = {"Photo": "platemask.pipeline", "PhotoOutcome": "platemask.pipeline", "process_photos": "platemask.pipeline"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'platemask' has no attribute {name!r}")

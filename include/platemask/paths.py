@@ -12,9 +12,11 @@ from dataclasses import dataclass
 
 from platemask.errors import UnsafePathError
 
-__all__ = ["PhotoPaths", "car_folder", "photo_paths", "validate_car_id"]
+__all__ = ["CAR_ID", "PhotoPaths", "car_folder", "photo_paths", "validate_car_id"]
 
-_CAR_ID = re.compile(r"^[0-9A-Za-z][0-9A-Za-z_-]{4,63}$")
+#: What a car id may look like: it names folders and files, so nothing that can escape them.
+CAR_ID = r"[0-9A-Za-z][0-9A-Za-z_-]{4,63}"
+_CAR_ID = re.compile(rf"^{CAR_ID}$")
 _UPLOAD_ROOT = "/upfile/"
 
 

@@ -25,7 +25,7 @@ from platemask.errors import MissingFileError, PlateMaskError, UnsafePathError
 from platemask.images import output_source, sha256
 from platemask.paths import photo_paths
 from platemask.storage import Storage
-from platemask.tracking import DayTracking, Record, site_now, stamp
+from platemask.tracking import RESTORE_STATUSES, DayTracking, Record, site_now, stamp
 
 __all__ = [
     "RESTORE_STATUSES",
@@ -40,7 +40,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-RESTORE_STATUSES = ("done", "error", "verified", "all")
 #: What happened to each selected file.
 ACTIONS = ("restored", "would_restore", "unchanged", "missing_backup", "error")
 

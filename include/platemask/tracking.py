@@ -24,14 +24,15 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from platemask.errors import MissingFileError, StorageError, TrackingError
-from platemask.pipeline import Photo, PhotoOutcome
 from platemask.storage import Storage, open_log_storage
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # annotations only: the restore form imports this module at DAG parse time
     from platemask.config import Settings
+    from platemask.pipeline import Photo, PhotoOutcome
 
 __all__ = [
     "FINISHED",
+    "RESTORE_STATUSES",
     "STATUSES",
     "DayTracking",
     "Record",
@@ -50,6 +51,8 @@ Record = dict[str, Any]
 STATUSES = ("pending", "processing", "verified", "done", "error")
 #: States whose outputs are verified: not processed again unless the photo changed or force is asked.
 FINISHED = ("verified", "done")
+#: What a restore selects records by (spec rule 7): one status, or every record.
+RESTORE_STATUSES = ("done", "error", "verified", "all")
 
 
 def site_now(timezone: str) -> dt.datetime:

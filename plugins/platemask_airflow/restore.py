@@ -10,19 +10,18 @@ from typing import Any
 from airflow.sdk.exceptions import AirflowFailException
 
 from platemask.config import Settings
-from platemask.paths import validate_car_id
-from platemask.restore import RestoreRequest, restore_day
+from platemask.paths import CAR_ID, validate_car_id
 from platemask.storage import Storage
+from platemask.tracking import RESTORE_STATUSES
 from platemask_airflow.chatwork import chatwork_client
 from platemask_airflow.storage import day_tracking, open_storage
 
-__all__ = ["CAR_ID_PATTERN", "car_ids_from_param", "run_restore"]
+__all__ = ["CAR_ID_PATTERN", "RESTORE_STATUSES", "car_ids_from_param", "run_restore"]
 
 log = logging.getLogger(__name__)
 
-_ID = r"[0-9A-Za-z][0-9A-Za-z_-]{4,63}"
 #: One car id, or several separated by commas (what the trigger form's text field accepts).
-CAR_ID_PATTERN = rf"^\s*{_ID}(\s*,\s*{_ID})*\s*$"
+CAR_ID_PATTERN = rf"^\s*{CAR_ID}(\s*,\s*{CAR_ID})*\s*$"
 #: Problem lines kept in the XCom; the task log has them all.
 _XCOM_PROBLEMS = 100
 
@@ -37,6 +36,8 @@ def car_ids_from_param(value: str | list[str] | None) -> tuple[str, ...]:
 
 def run_restore(params: Mapping[str, Any], storage: tuple[Storage, Storage] | None = None) -> dict[str, Any]:
     """Restore (or list, in a dry run) the selected originals and report per car."""
+    from platemask.restore import RestoreRequest, restore_day  # OpenCV stays out of DAG parsing
+
     settings = Settings.from_env()
     request = RestoreRequest(
         day=dt.date.fromisoformat(params["date"]),
