@@ -9,10 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
-import os
-from pathlib import Path
 
-import jsonschema
 import numpy as np
 import pendulum
 import pytest
@@ -21,13 +18,12 @@ from PIL import Image
 from platemask.images import output_source, sha256
 from platemask.synthetic import encode_jpeg, make_car_photo, make_scene
 from tests.support.airflow_runs import clear_and_rerun, rendered_map_indexes, task_states, trigger
-from tests.support.site import Site, Upload
+from tests.support.site import Site, Upload, tracking_file
 
 pytestmark = pytest.mark.e2e
 
 DAY = dt.date(2026, 2, 3)
 SCHEDULED = pendulum.datetime(2026, 2, 3, tz="Asia/Tokyo")  # the run for day D (data interval start)
-SCHEMA = json.loads((Path(__file__).parents[1] / "schemas" / "tracking.schema.json").read_text())
 FILL = np.array([43, 43, 43])  # the default fill colour, BGR
 
 
@@ -62,20 +58,13 @@ def _seed_day(site: Site) -> dict[str, list[Upload]]:
 
 
 def _tracking(day: dt.date = DAY) -> dict:
-    path = Path(os.environ["LOG_DIR"]) / "tracking" / f"processed_{day:%Y%m%d}.json"
-    doc = json.loads(path.read_text(encoding="utf-8"))
-    jsonschema.validate(doc, SCHEMA)
-    return doc
+    return tracking_file(day)
 
 
 def _masked_fraction(pixels: np.ndarray, box: tuple[int, int, int, int]) -> float:
     x1, y1, x2, y2 = box
     region = pixels[y1:y2, x1:x2].astype(int)
     return float((np.abs(region - FILL).max(axis=2) < 16).mean())
-
-
-def _snapshot(site: Site) -> dict[str, bytes]:
-    return {str(p.relative_to(site.root)): p.read_bytes() for p in sorted(site.root.rglob("*")) if p.is_file()}
 
 
 def _expected_summary(doc: dict, processed: dict[str, list[str]], succeeded: int, failed: int, skipped: int) -> str:
@@ -171,10 +160,10 @@ def test_scheduled_day_then_rerun_then_clear_one_car(site: Site, chatwork) -> No
     assert message["body"] == _expected_summary(doc, everything, 7, 1, 0)
 
     # 2. The same day again (someone re-triggers it): finished photos are skipped, bytes identical.
-    before = _snapshot(site)
+    before = site.snapshot()
     again = trigger("plate_masking_daily", SCHEDULED)
     assert again.state == "failed"  # the truncated photo is still there
-    assert _snapshot(site) == before  # no double banner, nothing rewritten
+    assert site.snapshot() == before  # no double banner, nothing rewritten
     assert chatwork.messages[-1]["body"] == _expected_summary(_tracking(), {"10418460": ["10418460002.jpg"]}, 0, 1, 7)
 
     # 3. Staff upload the photo again; the operator clears the red car (with downstream).
@@ -193,10 +182,10 @@ def test_scheduled_day_then_rerun_then_clear_one_car(site: Site, chatwork) -> No
     assert chatwork.messages[-1]["body"] == _expected_summary(doc, {"10418460": ["10418460002.jpg"]}, 1, 0, 7)
 
     # 4. force: every photo again from its backup, the very same bytes (one banner, same masks).
-    settled = _snapshot(site)
+    settled = site.snapshot()
     forced = trigger("plate_masking_daily", None, {"date": "2026-02-03", "force": True})
     assert forced.state == "success"
-    assert _snapshot(site) == settled
+    assert site.snapshot() == settled
     assert chatwork.messages[-1]["body"].count("✅ ") == 5  # the total line and four cars
 
 

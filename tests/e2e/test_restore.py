@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import subprocess
 import sys
@@ -15,7 +14,7 @@ from airflow.sdk.exceptions import ParamValidationError
 
 from platemask.synthetic import encode_jpeg, make_car_photo
 from tests.support.airflow_runs import task_states, trigger, xcom
-from tests.support.site import Site
+from tests.support.site import Site, tracking_file
 
 pytestmark = pytest.mark.e2e
 
@@ -37,14 +36,6 @@ def processed_day(site: Site) -> dict[str, list]:
     return cars
 
 
-def _tracking() -> dict:
-    return json.loads((Path(os.environ["LOG_DIR"]) / "tracking" / "processed_20260203.json").read_text())
-
-
-def _snapshot(site: Site) -> dict[str, bytes]:
-    return {str(p.relative_to(site.root)): p.read_bytes() for p in sorted(site.root.rglob("*")) if p.is_file()}
-
-
 @pytest.mark.parametrize(
     "conf",
     [
@@ -63,11 +54,11 @@ def test_invalid_conf_is_refused_before_any_task(site: Site, conf: dict) -> None
 
 def test_dry_run_then_restore_one_car(site: Site, processed_day, chatwork) -> None:
     website = site.file("/upfile/1041/8430/10418430001.jpg")
-    before = _snapshot(site)
+    before = site.snapshot()
 
     # The form's default is a dry run: a report, not a single byte changed.
     dry = trigger("plate_masking_restore", None, {"date": "2026-02-03", "status": "done"})
-    assert dry.state == "success" and _snapshot(site) == before
+    assert dry.state == "success" and site.snapshot() == before
     report = xcom(dry, "restore_originals")
     assert report["dry_run"] is True
     assert report["counts"] == {"restored": 0, "would_restore": 2, "unchanged": 2, "missing_backup": 0, "error": 0}
@@ -86,7 +77,7 @@ def test_dry_run_then_restore_one_car(site: Site, processed_day, chatwork) -> No
         assert site.file(upload.path) == upload.original
     assert site.file("/upfile/1041/8457/10418457001.jpg") == before["upfile/1041/8457/10418457001.jpg"]  # untouched
     assert site.exists("/upfile/1041/8430/.detect/10418430001.jpg")  # remove_detect was off
-    records = {r["path"]: r for r in _tracking()["processed"].values()}
+    records = {r["path"]: r for r in tracking_file(DAY)["processed"].values()}
     restored = records["/upfile/1041/8430/10418430001.jpg"]
     assert restored["status"] == "done" and restored["status_history"][-1]["status"] == "restored"
     assert "restored_at" in restored and "restored_at" not in records["/upfile/1041/8457/10418457001.jpg"]
@@ -128,9 +119,9 @@ def test_filters_missing_backup_and_remove_detect(site: Site, processed_day) -> 
 def test_command_line_twin(site: Site, processed_day, chatwork) -> None:
     platemask = str(Path(sys.executable).with_name("platemask"))
     command = [platemask, "restore", "--date", "2026-02-03", "--status", "done", "--car-id", "10418457"]
-    before = _snapshot(site)
+    before = site.snapshot()
     dry = subprocess.run([*command, "--dry-run"], capture_output=True, text=True, env=os.environ, check=True)
-    assert "復元予定: 1件" in dry.stdout and _snapshot(site) == before
+    assert "復元予定: 1件" in dry.stdout and site.snapshot() == before
     subprocess.run(command, capture_output=True, text=True, env=os.environ, check=True)
     assert "✅ 復元: 1件" in chatwork.messages[-1]["body"]  # the same report as the DAG's
     for upload in processed_day["10418457"]:

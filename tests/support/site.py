@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,6 +13,21 @@ import numpy as np
 from platemask.paths import car_folder
 
 TABLE = (Path(__file__).parents[2] / "include" / "sql" / "upload_files.sql").read_text(encoding="utf-8")
+SCHEMA = json.loads((Path(__file__).parents[1] / "schemas" / "tracking.schema.json").read_text(encoding="utf-8"))
+
+
+def valid_tracking(doc: dict) -> dict:
+    """``doc``, after checking it against the original script's schema (tests/schemas)."""
+    import jsonschema
+
+    jsonschema.validate(doc, SCHEMA)
+    return doc
+
+
+def tracking_file(day: dt.date) -> dict:
+    """The day's tracking file under ``LOG_DIR``, checked against the schema."""
+    path = Path(os.environ["LOG_DIR"]) / "tracking" / f"processed_{day:%Y%m%d}.json"
+    return valid_tracking(json.loads(path.read_text(encoding="utf-8")))
 
 
 @dataclass
@@ -86,6 +102,10 @@ class Site:
             "UPDATE upload_files SET updated_at = updated_at + interval '1 hour' WHERE id = %s", (upload.file_id,)
         )
         upload.original = data
+
+    def snapshot(self) -> dict[str, bytes]:
+        """Every file under the photo root and its bytes."""
+        return {str(p.relative_to(self.root)): p.read_bytes() for p in sorted(self.root.rglob("*")) if p.is_file()}
 
     def file(self, path: str) -> bytes:
         """Bytes of a storage-relative path."""
