@@ -107,13 +107,6 @@ class FakeChatwork:
         with self._lock:
             self._script.append(_Scripted(status, times, dict(headers or {}), body))
 
-    def reset(self) -> None:
-        """Forget recorded requests and scripted answers (message ids keep counting)."""
-        with self._lock:
-            self._requests.clear()
-            self._messages.clear()
-            self._script.clear()
-
     def close(self) -> None:
         """Stop the server and free its port; safe to call twice."""
         if self._closed:
