@@ -71,10 +71,10 @@ from pathlib import Path
 import cv2
 from ultralytics import YOLO
 from platemask.config import RenderOptions
-from platemask.detect import _detections, _platedet_onnx
+from platemask.detect import _detections, platedet_onnx
 from platemask.render import render_outputs
 root, rows = Path(sys.argv[1]), json.loads(sys.argv[2])
-yolo = YOLO(str(_platedet_onnx()), task="segment")
+yolo = YOLO(str(platedet_onnx()), task="segment")
 for row in rows:
     image = cv2.imread(str(root / row["file_path"].lstrip("/")))
     found = _detections(yolo.predict(image, conf=0.10, verbose=False)[0])
@@ -95,11 +95,11 @@ def main() -> int:
     parser.add_argument("--large", type=int, default=4, help="extra phone photos of 4000×3000")
     args = parser.parse_args()
 
-    from platemask.detect import _platedet_onnx, prepared_model_dir
+    from platemask.detect import platedet_onnx, prepared_model_dir
 
     print(f"Machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
     print("\n1. Cold start of a task process (import ultralytics + load model + first inference)")
-    models = {"ONNX Runtime (platedet.onnx)": _platedet_onnx(), "OpenVINO (prepared copy)": prepared_model_dir()}
+    models = {"ONNX Runtime (platedet.onnx)": platedet_onnx(), "OpenVINO (prepared copy)": prepared_model_dir()}
     for label, model in models.items():
         if not Path(model).exists():
             print(f"   {label}: missing ({model})")

@@ -29,14 +29,17 @@ import numpy as np
 
 from platemask.config import DetectOptions
 from platemask.errors import ModelError
+from platemask.runtime import SegmentationModel, is_direct_model
 
 __all__ = [
     "Detection",
     "PlateDetector",
     "default_model_path",
     "get_detector",
+    "platedet_onnx",
     "prepare_default_model",
     "prepared_model_dir",
+    "quiet_ultralytics_environment",
 ]
 
 log = logging.getLogger(__name__)
@@ -75,7 +78,7 @@ def default_model_path() -> Path:
     prepared = prepared_model_dir()
     if (prepared / "metadata.yaml").is_file():
         return prepared
-    return _platedet_onnx()
+    return platedet_onnx()
 
 
 def prepare_default_model(target: Path | None = None) -> Path:
@@ -84,7 +87,7 @@ def prepare_default_model(target: Path | None = None) -> Path:
     import yaml
 
     target = target or prepared_model_dir()
-    source = _platedet_onnx()
+    source = platedet_onnx()
     # Core.read_model reads ONNX directly (no converter tool, so no telemetry prompt).
     model = ov.Core().read_model(str(source))
     staging = target.with_name(target.name + ".partial")
@@ -108,7 +111,7 @@ def prepare_default_model(target: Path | None = None) -> Path:
     return target
 
 
-def _platedet_onnx() -> Path:
+def platedet_onnx() -> Path:
     try:
         import platedet
     except ImportError:
@@ -157,6 +160,15 @@ class PlateDetector:
         ]
 
     def _predict(self, images: Sequence[np.ndarray]) -> list[list[Detection]]:
+        if isinstance(self._model, SegmentationModel):
+            options = self.options
+            return [
+                [
+                    Detection(box=found.box, conf=found.conf, polygon=found.polygon)
+                    for found in self._model.predict(image, options.conf, options.iou, options.max_det)
+                ]
+                for image in images
+            ]
         try:
             results = self._model.predict(
                 list(images),
@@ -171,20 +183,30 @@ class PlateDetector:
         return [_detections(result) for result in results]
 
     def _load(self) -> None:
-        _quiet_ultralytics_environment()
-        path = self.model_path
-        if not Path(path).exists():
-            raise ModelError(f"PLATE_MODEL {path!r} does not exist")
+        path = Path(self.model_path)
+        if not path.exists():
+            raise ModelError(f"PLATE_MODEL {str(path)!r} does not exist")
+        if is_direct_model(path):
+            # OpenVINO IR or ONNX: run directly, without importing torch or ultralytics.
+            model = SegmentationModel(path)
+            model.predict(np.zeros((64, 64, 3), np.uint8), self.options.conf, self.options.iou, 1)
+        else:
+            model = self._load_ultralytics(path)
+        log.info("Plate model ready: %s", path)
+        self._model = model
+
+    def _load_ultralytics(self, path: Path) -> Any:
+        """A model only ultralytics can run (a .pt checkpoint)."""
+        quiet_ultralytics_environment()
         try:
             from ultralytics import YOLO
 
-            model = YOLO(path, task=_model_task(Path(path)))
+            model = YOLO(str(path))  # a .pt checkpoint knows its task
             # The first call compiles kernels; do it now, not on the first real photo.
             model.predict(np.zeros((64, 64, 3), np.uint8), imgsz=self.options.imgsz, verbose=False)
         except Exception as exc:
-            raise ModelError(f"cannot load plate model {path!r}: {exc}") from exc
-        log.info("Plate model ready: %s", path)
-        self._model = model
+            raise ModelError(f"cannot load plate model {str(path)!r}: {exc}") from exc
+        return model
 
 
 def get_detector(options: DetectOptions) -> PlateDetector:
@@ -195,22 +217,7 @@ def get_detector(options: DetectOptions) -> PlateDetector:
         return _DETECTORS[options]
 
 
-def _model_task(path: Path) -> str | None:
-    """The task exported models record in their metadata; ultralytics guesses wrong without it."""
-    metadata = (path if path.is_dir() else path.parent) / "metadata.yaml"
-    if metadata.is_file():
-        import yaml
-
-        return yaml.safe_load(metadata.read_text(encoding="utf-8")).get("task")
-    if path.suffix == ".onnx":
-        import onnxruntime
-
-        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        return session.get_modelmeta().custom_metadata_map.get("task")
-    return None  # .pt files carry their task
-
-
-def _quiet_ultralytics_environment() -> None:
+def quiet_ultralytics_environment() -> None:
     """Ultralytics must never pip-install packages or send events from a worker."""
     os.environ.setdefault("YOLO_AUTOINSTALL", "False")
     os.environ.setdefault("YOLO_OFFLINE", "True")

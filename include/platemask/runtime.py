@@ -1,0 +1,267 @@
+"""The plate model run directly by OpenVINO or ONNX Runtime: no torch, no ultralytics.
+
+A car task's start-up used to be dominated by importing torch and ultralytics (about 2.5 CPU-s)
+to run a model that OpenVINO executes on its own. This module does what ultralytics' predictor
+does for an exported YOLO segmentation model, step for step, with numpy and OpenCV:
+
+1. letterbox: resize with the aspect kept (bilinear), pad with grey 114 to the model's square;
+2. inference (OpenVINO with its compiled-model cache, so a new process does not recompile);
+3. decode: ``(4 + classes + 32, anchors)`` rows of centre/size boxes, scores and mask weights;
+4. non-maximum suppression per class, most confident first, at most ``max_det`` plates;
+5. the outline: each plate's mask from the 32 prototypes, inside its box, traced as a polygon.
+
+Boxes agree with ultralytics' to well under a pixel (tests/unit/test_runtime.py).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from platemask.errors import ModelError
+
+__all__ = ["ModelInfo", "SegmentationModel", "is_direct_model"]
+
+PAD_VALUE = 114
+MAX_NMS = 30_000  # candidates kept for NMS, as ultralytics
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the exported model's metadata says about its input."""
+
+    imgsz: tuple[int, int]  # height, width
+    batch: int
+    names: dict[int, str]
+
+
+@dataclass(frozen=True)
+class RawDetection:
+    """One plate in photo pixels, with its outline when the mask has one."""
+
+    box: tuple[float, float, float, float]
+    conf: float
+    polygon: np.ndarray | None
+
+
+def is_direct_model(path: Path) -> bool:
+    """Whether this module can run ``path``: an OpenVINO IR (folder or .xml) or an .onnx file."""
+    if path.is_dir():
+        return any(path.glob("*.xml"))
+    return path.suffix in (".xml", ".onnx")
+
+
+class SegmentationModel:
+    """An exported YOLO segmentation model, loaded once, safe to call from several threads."""
+
+    def __init__(self, path: Path, cache_dir: Path | None = None) -> None:
+        self.path = path
+        self.info = _read_info(path)
+        self._lock = threading.Lock()
+        self._run = _openvino(path, cache_dir) if _ir_file(path) else _onnxruntime(path)
+
+    def predict(self, image: np.ndarray, conf: float, iou: float, max_det: int) -> list[RawDetection]:
+        """Plates in one BGR photo, most confident first."""
+        tensor, gain, pad = letterbox(image, self.info.imgsz)
+        batch = np.repeat(tensor, self.info.batch, axis=0) if self.info.batch > 1 else tensor
+        try:
+            with self._lock:  # one inference request per model: OpenVINO parallelises inside it
+                rows, protos = self._run(batch)
+        except Exception as exc:
+            raise ModelError(f"inference failed with {self.path}: {exc}") from exc
+        kept = decode(rows[0], len(self.info.names), conf, iou, max_det)
+        height, width = image.shape[:2]
+        return [
+            RawDetection(
+                box=_to_photo(row[:4], gain, pad, width, height),
+                conf=float(row[4]),
+                polygon=_outline(protos[0], row[6:], row[:4], self.info.imgsz, gain, pad, (height, width)),
+            )
+            for row in kept
+        ]
+
+
+def letterbox(image: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, float, tuple[int, int]]:
+    """The model's (1, 3, H, W) float input, the scale applied and the (left, top) padding."""
+    height, width = image.shape[:2]
+    gain = min(size[0] / height, size[1] / width)
+    new_w, new_h = max(round(width * gain), 1), max(round(height * gain), 1)
+    resized = (
+        image
+        if (new_w, new_h) == (width, height)
+        else cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    )
+    dw, dh = (size[1] - new_w) / 2, (size[0] - new_h) / 2
+    top, bottom = round(dh - 0.1), round(dh + 0.1)
+    left, right = round(dw - 0.1), round(dw + 0.1)
+    padded = cv2.copyMakeBorder(resized, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(PAD_VALUE,) * 3)
+    tensor = cv2.dnn.blobFromImage(padded, scalefactor=1 / 255.0, swapRB=True)  # BGR→RGB, HWC→NCHW, float32
+    return tensor, gain, (left, top)
+
+
+def decode(rows: np.ndarray, nc: int, conf: float, iou: float, max_det: int) -> np.ndarray:
+    """Kept rows ``x1 y1 x2 y2 score class mask...`` (letterbox pixels) from raw ``(4+nc+k, anchors)`` output."""
+    rows = rows.astype(np.float32, copy=False)
+    scores = rows[4 : 4 + nc]
+    best = scores.max(axis=0)
+    candidates = np.flatnonzero(best > conf)
+    if not len(candidates):
+        return np.zeros((0, 6 + rows.shape[0] - 4 - nc), np.float32)
+    picked = rows[:, candidates].T
+    cls = scores[:, candidates].argmax(axis=0).astype(np.float32)
+    score = best[candidates]
+    order = np.argsort(-score, kind="stable")[:MAX_NMS]
+    picked, cls, score = picked[order], cls[order], score[order]
+    xy, wh = picked[:, :2], picked[:, 2:4]
+    boxes = np.concatenate([xy - wh / 2, xy + wh / 2], axis=1)
+    keep = nms(boxes + cls[:, None] * 7680.0, score, iou)[
+        :max_det
+    ]  # offset per class: classes never suppress each other
+    return np.concatenate([boxes[keep], score[keep, None], cls[keep, None], picked[keep, 4 + nc :]], axis=1)
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
+    """Indices kept by greedy non-maximum suppression (boxes sorted by score, most confident first)."""
+    x1, y1, x2, y2 = boxes.T
+    areas = (x2 - x1) * (y2 - y1)
+    order = np.argsort(-scores, kind="stable")
+    keep: list[int] = []
+    while order.size:
+        i = order[0]
+        keep.append(int(i))
+        rest = order[1:]
+        w = np.clip(np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]), 0, None)
+        h = np.clip(np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]), 0, None)
+        inter = w * h
+        order = rest[inter / (areas[i] + areas[rest] - inter + 1e-9) <= iou]
+    return np.array(keep, np.int64)
+
+
+def _to_photo(box: np.ndarray, gain: float, pad: tuple[int, int], width: int, height: int) -> tuple[float, ...]:
+    x1, y1, x2, y2 = ((box - np.float32([pad[0], pad[1], pad[0], pad[1]])) / gain).tolist()
+    return (min(max(x1, 0.0), width), min(max(y1, 0.0), height), min(max(x2, 0.0), width), min(max(y2, 0.0), height))
+
+
+def _outline(
+    protos: np.ndarray,
+    weights: np.ndarray,
+    box: np.ndarray,
+    imgsz: tuple[int, int],
+    gain: float,
+    pad: tuple[int, int],
+    photo_shape: tuple[int, int],
+) -> np.ndarray | None:
+    """The plate's outline in photo pixels: its mask (prototypes × weights) inside its box, traced."""
+    channels, mh, mw = protos.shape
+    sx, sy = mw / imgsz[1], mh / imgsz[0]
+    px1, py1 = max(int(np.floor(box[0] * sx)), 0), max(int(np.floor(box[1] * sy)), 0)
+    px2, py2 = min(int(np.ceil(box[2] * sx)), mw), min(int(np.ceil(box[3] * sy)), mh)
+    if px2 <= px1 or py2 <= py1:
+        return None
+    logits = weights.astype(np.float32) @ protos[:, py1:py2, px1:px2].reshape(channels, -1).astype(np.float32)
+    logits = logits.reshape(py2 - py1, px2 - px1)
+    # Up to letterbox pixels (bilinear, as ultralytics), then only what lies inside the box.
+    lx1, ly1 = px1 / sx, py1 / sy
+    out_w, out_h = max(round((px2 - px1) / sx), 1), max(round((py2 - py1) / sy), 1)
+    up = cv2.resize(logits, (out_w, out_h), interpolation=cv2.INTER_LINEAR)
+    ys, xs = np.mgrid[0:out_h, 0:out_w].astype(np.float32)
+    inside = (xs + lx1 >= box[0]) & (xs + lx1 < box[2]) & (ys + ly1 >= box[1]) & (ys + ly1 < box[3])
+    binary = ((up > 0) & inside).astype(np.uint8)
+    contours, _ = cv2.findContours(binary, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    if not contours:
+        return None
+    contour = max(contours, key=len).reshape(-1, 2).astype(np.float32)
+    if len(contour) < 3:
+        return None
+    contour += np.float32([lx1 - pad[0], ly1 - pad[1]])
+    contour /= gain
+    height, width = photo_shape
+    contour[:, 0] = np.clip(contour[:, 0], 0, width)
+    contour[:, 1] = np.clip(contour[:, 1], 0, height)
+    return contour
+
+
+def _read_info(path: Path) -> ModelInfo:
+    """Input size, batch and class names from the export's metadata (metadata.yaml or ONNX properties)."""
+    import ast
+
+    metadata: dict[str, Any] = {}
+    folder = path if path.is_dir() else path.parent
+    if (folder / "metadata.yaml").is_file() and _ir_file(path):
+        import yaml
+
+        metadata = yaml.safe_load((folder / "metadata.yaml").read_text(encoding="utf-8")) or {}
+    elif path.suffix == ".onnx":
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        props = session.get_modelmeta().custom_metadata_map
+        metadata = {key: ast.literal_eval(props[key]) for key in ("imgsz", "batch", "names") if key in props}
+    imgsz = metadata.get("imgsz", [640, 640])
+    imgsz = (imgsz, imgsz) if isinstance(imgsz, int) else (int(imgsz[0]), int(imgsz[1]))
+    names = {int(k): str(v) for k, v in (metadata.get("names") or {0: "plate"}).items()}
+    return ModelInfo(imgsz=imgsz, batch=int(metadata.get("batch", 1)), names=names)
+
+
+def _ir_file(path: Path) -> Path | None:
+    if path.suffix == ".xml":
+        return path
+    if path.is_dir():
+        return next(iter(sorted(path.glob("*.xml"))), None)
+    return None
+
+
+def _openvino(path: Path, cache_dir: Path | None) -> Any:
+    import openvino as ov
+
+    xml = _ir_file(path)
+    core = ov.Core()
+    cache = cache_dir or default_cache_dir()
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        core.set_property({"CACHE_DIR": str(cache)})  # a new process loads the compiled blob instead of compiling
+    except OSError:
+        pass  # no writable cache: compile every time, slower but correct
+    try:
+        compiled = core.compile_model(str(xml), "CPU", {"PERFORMANCE_HINT": "LATENCY"})
+    except Exception as exc:
+        raise ModelError(f"cannot load plate model {str(path)!r}: {exc}") from exc
+    request = compiled.create_infer_request()
+    outputs = sorted(compiled.outputs, key=lambda port: len(port.get_partial_shape()))  # rows (3-D), then protos (4-D)
+
+    def run(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        result = request.infer({0: batch})
+        return np.asarray(result[outputs[0]]), np.asarray(result[outputs[1]])
+
+    return run
+
+
+def _onnxruntime(path: Path) -> Any:
+    import onnxruntime
+
+    try:
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        raise ModelError(f"cannot load plate model {str(path)!r}: {exc}") from exc
+    feed = session.get_inputs()[0]
+    dtype = np.float16 if "float16" in feed.type else np.float32
+    names = [o.name for o in sorted(session.get_outputs(), key=lambda o: len(o.shape))]  # rows, then protos
+
+    def run(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        rows, protos = session.run(names, {feed.name: batch.astype(dtype, copy=False)})
+        return rows, protos
+
+    return run
+
+
+def default_cache_dir() -> Path:
+    """Where OpenVINO keeps compiled models between processes (per user, survives task processes)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path(tempfile.gettempdir()) / f"platemask-{os.getuid()}")
+    return Path(base) / "platemask" / "openvino"

@@ -1,0 +1,87 @@
+"""The direct OpenVINO / ONNX Runtime path: same plates as ultralytics, without importing torch."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from platemask.detect import platedet_onnx, prepared_model_dir
+from platemask.runtime import SegmentationModel, decode, letterbox, nms
+from platemask.synthetic import make_car_photo
+
+SIZES = [(1280, 960), (640, 480), (2000, 1000), (800, 1200), (4000, 3000)]
+
+
+@pytest.mark.model
+@pytest.mark.parametrize(
+    "path", [pytest.param(prepared_model_dir, id="openvino"), pytest.param(platedet_onnx, id="onnx")]
+)
+def test_same_plates_as_ultralytics_on_generated_photos(path) -> None:
+    from ultralytics import YOLO
+
+    model_path = Path(path())
+    direct = SegmentationModel(model_path)
+    reference = YOLO(str(model_path), task="segment")
+    compared = 0
+    for seed, size in enumerate(SIZES * 2):
+        image = make_car_photo(seed=seed, size=size).image
+        found = direct.predict(image, conf=0.10, iou=0.5, max_det=50)
+        [result] = reference.predict(image, conf=0.10, iou=0.5, max_det=50, verbose=False)
+        boxes, confs = result.boxes.xyxy.numpy(), result.boxes.conf.numpy()
+        assert len(found) == len(boxes), f"seed {seed}"
+        for detection, box, conf in zip(found, boxes, confs, strict=True):
+            assert np.abs(np.array(detection.box) - box).max() <= 1.0
+            assert abs(detection.conf - conf) < 1e-3
+            assert detection.polygon is not None and len(detection.polygon) >= 3
+            compared += 1
+    assert compared >= len(SIZES)
+
+
+def test_letterbox_keeps_the_aspect_and_centres() -> None:
+    image = np.full((300, 600, 3), 200, np.uint8)
+    tensor, gain, (left, top) = letterbox(image, (640, 640))
+    assert tensor.shape == (1, 3, 640, 640) and tensor.dtype == np.float32
+    assert gain == pytest.approx(640 / 600) and (left, top) == (0, 160)
+    assert tensor[0, :, 0, 0] == pytest.approx(114 / 255)  # grey border
+    assert tensor[0, :, 320, 320] == pytest.approx(200 / 255)
+
+
+def test_decode_keeps_the_best_of_overlapping_boxes_per_class() -> None:
+    # Rows: cx, cy, w, h, score (one class), 2 mask weights; anchors along the second axis.
+    anchors = np.array(
+        [
+            [100, 100, 40, 20, 0.9, 1, 1],
+            [102, 101, 40, 20, 0.8, 1, 1],  # overlaps the first: suppressed
+            [300, 300, 40, 20, 0.4, 1, 1],
+            [500, 500, 40, 20, 0.05, 1, 1],  # under the threshold
+        ],
+        np.float32,
+    ).T
+    kept = decode(anchors, nc=1, conf=0.1, iou=0.5, max_det=10)
+    assert kept[:, 4].tolist() == pytest.approx([0.9, 0.4])
+    assert kept[0, :4].tolist() == [80, 90, 120, 110]
+    assert kept.shape[1] == 6 + 2
+
+
+def test_nms_keeps_disjoint_boxes() -> None:
+    boxes = np.array([[0, 0, 10, 10], [20, 20, 30, 30], [1, 1, 10, 10]], np.float32)
+    assert nms(boxes, np.array([0.5, 0.6, 0.4], np.float32), 0.5).tolist() == [1, 0]
+
+
+def test_a_car_task_never_imports_torch_or_ultralytics() -> None:
+    """The default model runs through OpenVINO: photo work must not pay torch's import."""
+    code = (
+        "import sys\n"
+        "from platemask.config import DetectOptions\n"
+        "from platemask.detect import PlateDetector\n"
+        "from platemask.synthetic import make_car_photo\n"
+        "found = PlateDetector(DetectOptions()).detect([make_car_photo(seed=1).image])\n"
+        "assert found[0], 'no plate found'\n"
+        "print(sorted(m for m in ('torch', 'ultralytics', 'torchvision') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
