@@ -3,11 +3,15 @@
 Each set is a folder with a ``gt.jsonl`` (see shared/platedata/README.md). Photos go through the real
 pipeline pieces (decode, :class:`PlateDetector`, padded boxes); a plate counts as hidden when at least
 90 % of its labelled box lies under the mask the ``fill`` style draws. Several ``--conf``,
-``--padding`` or ``--flip`` values print one row each; paddings reuse the same detections.
-s/photo is the time in ``PlateDetector.detect`` only (decoding and masking are not counted).
+``--padding``, ``--flip`` or ``--model`` values print one row each, side by side in one run;
+paddings reuse the same detections. Recall is also given for plates at least 16 px wide and per
+plate-width bucket (labelled box width in photo pixels), with each bucket's plate count.
+ms/photo is the time in ``PlateDetector.detect`` only (decoding and masking are not counted).
+The default sets are shared/platedata's two and, once training/build_dataset.py has written it,
+the held-back synthetic Japanese set.
 
 Run: .venv/bin/python scripts/evaluate.py [DATA_DIR ...] [--conf 0.10] [--padding 0.10] [--flip on off]
-     [--model PATH] [--limit N]
+     [--model built-in PATH ...] [--limit N]
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from platemask.images import decode_any
 DATA = Path(__file__).parents[2] / "shared" / "platedata"
 DEFAULT_SETS = ("openalpr_br", "roboflow_openimages_f8vsn")
 HIDDEN = 0.90  # share of a plate's box the mask must cover (shared/platedata/README.md)
+BUCKETS = {"<16": (0, 16), "16-32": (16, 32), "32-64": (32, 64), "64-128": (64, 128), ">128": (128, 1e9)}
 
 
 @dataclass
@@ -37,6 +42,7 @@ class Score:
 
     photos: int = 0
     coverages: list[float] = field(default_factory=list)
+    widths: list[float] = field(default_factory=list)
     extra: int = 0
     seconds: float = 0.0
 
@@ -44,53 +50,74 @@ class Score:
         """Pool ``other`` into this one (for the all-sets row)."""
         self.photos += other.photos
         self.coverages += other.coverages
+        self.widths += other.widths
         self.extra += other.extra
         self.seconds += other.seconds
 
     def row(self) -> list[str]:
-        """Table cells: photos, plates, hidden, recall, mean coverage, extra masks, s/photo."""
-        cov = np.asarray(self.coverages)
-        hidden = int((cov >= HIDDEN).sum())
-        recall = hidden / len(cov) if len(cov) else float("nan")
-        mean = float(cov.mean()) if len(cov) else float("nan")
-        per_photo = self.seconds / self.photos if self.photos else float("nan")
+        """Table cells: photos, plates, recall, recall on plates >= 16 px, per width bucket, extra/photo, ms/photo."""
+        cov, widths = np.asarray(self.coverages), np.asarray(self.widths)
+        hidden = cov >= HIDDEN
+        buckets = [_share(hidden[(widths >= lo) & (widths < hi)]) for lo, hi in BUCKETS.values()]
+        per_photo = self.seconds / self.photos * 1000 if self.photos else float("nan")
+        extra = self.extra / self.photos if self.photos else float("nan")
         return [
             str(self.photos),
             str(len(cov)),
-            str(hidden),
-            f"{recall:.1%}",
-            f"{mean:.1%}",
-            str(self.extra),
-            f"{per_photo:.3f}",
+            _share(hidden),
+            _share(hidden[widths >= 16]),
+            *buckets,
+            f"{extra:.3f}",
+            f"{per_photo:.0f}",
         ]
 
 
+def _share(hidden: np.ndarray) -> str:
+    """Recall as a percentage with its count, or a dash for an empty bucket."""
+    return f"{hidden.mean():.1%} ({len(hidden)})" if len(hidden) else "-"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Parse arguments, score every set under every setting, print the table."""
+    """Parse arguments, score every set under every model and setting, print one table."""
     args = _parser().parse_args(argv)
-    sets = [Path(d) for d in args.data] or [DATA / name for name in DEFAULT_SETS]
+    sets = [Path(d) for d in args.data] or [DATA / name for name in DEFAULT_SETS] + _dev_sets()
     for folder in sets:
         if not (folder / "gt.jsonl").is_file():
             print(f"no gt.jsonl in {folder}", file=sys.stderr)
             return 2
-    header = ["set", "flip", "conf", "pad", "photos", "plates", "hidden", "recall", "mean cov", "extra", "s/photo"]
+    header = ["set", "model", "flip", "conf", "pad", "photos", "plates", "recall", "recall>=16", *BUCKETS]
+    header += ["extra/photo", "ms/photo"]
     rows: list[list[str]] = []
-    for flip, conf in [(flip, conf) for flip in args.flip for conf in args.conf]:
-        detector = PlateDetector(_detect_options(args.model, conf, flip == "on"))
+    models = [_model_path(name) for name in args.model or ["built-in"]]
+    for model, flip, conf in [(m, f, c) for m in models for f in args.flip for c in args.conf]:
+        detector = PlateDetector(_detect_options(model, conf, flip == "on"))
         detector.load_async().result()  # load time is not per-photo time
-        setting = [flip, f"{conf:.2f}"]
+        setting = [_model_name(model), flip, f"{conf:.2f}"]
         totals = {padding: Score() for padding in args.padding}
         for folder in sets:
             scores = _score_set(folder, detector, args.padding, args.limit)
             for padding, score in scores.items():
                 rows.append([folder.name, *setting, f"{padding:.2f}", *score.row()])
                 totals[padding].add(score)
-            print(f"done {folder.name} flip {flip} conf {conf:.2f}", file=sys.stderr)
+            print(f"done {folder.name} {setting}", file=sys.stderr)
         if len(sets) > 1:
             rows += [["all", *setting, f"{p:.2f}", *s.row()] for p, s in totals.items()]
-    print(f"model: {detector.model_path}")
     _print_table(header, rows)
     return 0
+
+
+def _dev_sets() -> list[Path]:
+    """The held-back synthetic Japanese set, when training/build_dataset.py has written it."""
+    folder = Path(__file__).parents[1] / "training" / "data" / "dev_synthetic_jp"
+    return [folder] if (folder / "gt.jsonl").is_file() else []
+
+
+def _model_name(model: str | None) -> str:
+    return "built-in" if model is None else Path(model).name
+
+
+def _model_path(name: str) -> str | None:
+    return None if name == "built-in" else name
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -105,7 +132,7 @@ def _parser() -> argparse.ArgumentParser:
         default=["on" if DetectOptions.flip else "off"],
         help="also detect on the mirrored photo (PlateDetector's second pass)",
     )
-    parser.add_argument("--model", help="model path (default: the built-in model)")
+    parser.add_argument("--model", nargs="+", help="model path(s), side by side (default: the built-in model)")
     parser.add_argument("--limit", type=int, help="only the first N photos of each set")
     return parser
 
@@ -132,6 +159,7 @@ def _score_set(
             coverages, extra = _coverage(detections, boxes, padding, width, height)
             score.photos += 1
             score.coverages += coverages
+            score.widths += [x2 - x1 for x1, _, x2, _ in boxes]
             score.extra += extra
             score.seconds += seconds
     return scores

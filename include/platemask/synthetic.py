@@ -27,6 +27,7 @@ __all__ = [
     "make_car_photo",
     "make_scene",
     "render_plate",
+    "render_random_plate",
 ]
 
 PLATE_STYLES = ("private", "kei", "commercial", "kei_commercial")
@@ -103,6 +104,14 @@ def render_plate(text_top: str, hiragana: str, number: str, style: str = "privat
     # The rounded corners show the dark plastic that plates are usually screwed onto.
     out = plate * alpha[..., None] + np.float32(48.0) * (1.0 - alpha[..., None])
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+def render_random_plate(rng: np.random.Generator, width: int, style: str | None = None) -> tuple[np.ndarray, str]:
+    """A flat plate with random text (BGR, ``width`` × ``width // 2``) and that text."""
+    style = style or PLATE_STYLES[int(rng.integers(len(PLATE_STYLES)))]
+    region, class_number, hiragana, number = _plate_text(rng, style)
+    plate = render_plate(f"{region} {class_number}", hiragana, number, style, width)
+    return plate, f"{region} {class_number} {hiragana} {number}"
 
 
 def make_car_photo(

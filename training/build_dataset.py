@@ -1,0 +1,382 @@
+"""Build the plate model's training set, reproducibly, from sources whose licences allow it.
+
+Sources (see training/DATACARD.md for licences and the counts of the last build):
+
+- ``roboflow``: the Roboflow Universe export "tahoon/license-plates-zm8ki-okcq6" (CC BY 4.0;
+  Open Images photos, CC BY 2.0) found in the history of the GitHub repository
+  komsait/License-Plate-Detector under ``dataset/``. Roboflow exported six augmented copies of
+  each photo; one copy per photo is kept (ultralytics augments on its own).
+- ``jp_pasted``: some of those photos again, every labelled plate replaced by a rendered Japanese
+  plate (``platemask.synthetic``) warped onto its box, in the four colour schemes.
+- ``synthetic``: generated car photos with one Japanese plate each (``platemask.synthetic``).
+
+Nothing from ``shared/platedata`` (the evaluation sets) is used: photos whose Open Images id or
+perceptual hash matches an evaluation photo are dropped and counted. A held-back synthetic
+Japanese set (other seeds) is written as an evaluation set in the ``gt.jsonl`` format.
+
+Training images are *crops at inference scale*: each photo is resized the way the detector sees
+it (long side 640), then cut into 320² windows around its plates (plus one without, when there
+is room), so that a CPU epoch costs a quarter of a full frame while plates keep the size the
+model meets in production.
+
+Run: .venv/bin/python -m training.build_dataset --roboflow-git /work/.mirror/komsait+License-Plate-Detector/repo
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import subprocess
+import sys
+import tarfile
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from platemask.synthetic import make_car_photo, make_scene, render_random_plate
+
+DEFAULT_OUT = Path(__file__).parent / "data"
+EVAL_DATA = Path(__file__).parents[2] / "shared" / "platedata"
+INFERENCE_SIDE = 640  # the detector's input: photos are seen with this long side
+CROP = 320
+HASH_DISTANCE = 6  # dHash bits within which two photos are the same photo
+SYNTHETIC_TRAIN_SEEDS = range(100_000, 100_000 + 10_000)
+SYNTHETIC_DEV_SEEDS = range(200_000, 200_000 + 10_000)  # never trained on
+
+Box = tuple[float, float, float, float]
+
+
+@dataclass
+class Photo:
+    """A labelled source photo: BGR pixels and plate boxes in pixels."""
+
+    name: str
+    source: str
+    image: np.ndarray
+    boxes: list[Box]
+
+
+@dataclass
+class Counts:
+    """What a build kept and dropped, per source (written to counts.json and the data card)."""
+
+    photos: dict[str, int] = field(default_factory=dict)
+    plates: dict[str, int] = field(default_factory=dict)
+    crops: dict[str, int] = field(default_factory=dict)
+    dropped: dict[str, int] = field(default_factory=dict)
+
+    def add(self, table: dict[str, int], key: str, n: int = 1) -> None:
+        """Count ``n`` more under ``key``."""
+        table[key] = table.get(key, 0) + n
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Build the data set folder with images/, labels/, data.yaml, counts.json and the dev set."""
+    args = _parser().parse_args(argv)
+    counts = build(
+        out=args.out,
+        roboflow_git=args.roboflow_git,
+        synthetic=args.synthetic,
+        jp_share=args.jp_share,
+        dev_synthetic=args.dev_synthetic,
+        eval_data=args.eval_data,
+        limit=args.limit,
+    )
+    print(json.dumps(counts.__dict__, indent=2, sort_keys=True))
+    return 0
+
+
+def build(
+    out: Path,
+    roboflow_git: Path | None,
+    synthetic: int,
+    jp_share: float,
+    dev_synthetic: int,
+    eval_data: Path | None = EVAL_DATA,
+    limit: int | None = None,
+) -> Counts:
+    """Write the training set under ``out`` and return what it holds."""
+    rng = np.random.default_rng(20261201)
+    counts = Counts()
+    for split in ("train", "val"):
+        (out / "images" / split).mkdir(parents=True, exist_ok=True)
+        (out / "labels" / split).mkdir(parents=True, exist_ok=True)
+    excluded = _EvalIndex.load(eval_data)
+    photos: list[tuple[str, Photo]] = []
+    if roboflow_git is not None:
+        for split, photo in _roboflow_photos(roboflow_git, limit):
+            reason = excluded.reason(photo)
+            if reason:
+                counts.add(counts.dropped, f"roboflow: {reason}")
+                continue
+            photos.append((split, photo))
+            if split == "train" and rng.random() < jp_share:
+                photos.append((split, _paste_japanese(photo, rng)))
+    for i, seed in enumerate(SYNTHETIC_TRAIN_SEEDS[:synthetic]):
+        photos.append(("val" if i % 20 == 0 else "train", _synthetic_photo(seed, rng)))
+    for split, photo in photos:
+        counts.add(counts.photos, photo.source)
+        counts.add(counts.plates, photo.source, len(photo.boxes))
+        for k, (crop, boxes) in enumerate(_crops(photo, rng)):
+            _write_sample(out, split, f"{photo.source}-{photo.name}-{k}", crop, boxes)
+            counts.add(counts.crops, f"{split}/{photo.source}")
+    # Hard negatives: photos with no plate at all (interiors, wheels, empty lots).
+    for i in range(max(synthetic // 10, 1) if synthetic else 0):
+        scene = _to_inference_scale(make_scene(seed=300_000 + i, size=_random_size(rng)))
+        crop, _ = _window(scene, [], rng)
+        _write_sample(out, "train", f"negative-{i}", crop, [])
+        counts.add(counts.crops, "train/negative")
+    _write_dev_set(out / "dev_synthetic_jp", dev_synthetic)
+    counts.photos["dev_synthetic_jp (held back)"] = dev_synthetic
+    (out / "data.yaml").write_text(
+        f"path: {out.resolve()}\ntrain: images/train\nval: images/val\nnames:\n  0: plate\n", encoding="utf-8"
+    )
+    (out / "counts.json").write_text(json.dumps(counts.__dict__, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return counts
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument(
+        "--roboflow-git", type=Path, help="git directory of komsait/License-Plate-Detector (the search tool's fetch)"
+    )
+    parser.add_argument("--synthetic", type=int, default=400, help="generated car photos to train on")
+    parser.add_argument("--jp-share", type=float, default=0.5, help="share of photos also used with Japanese plates")
+    parser.add_argument("--dev-synthetic", type=int, default=120, help="held-back generated photos (evaluation)")
+    parser.add_argument("--eval-data", type=Path, default=EVAL_DATA, help="evaluation sets to exclude")
+    parser.add_argument("--limit", type=int, help="only the first N photos of each Roboflow split")
+    return parser
+
+
+# --------------------------------------------------------------------------------------------------
+# Sources
+# --------------------------------------------------------------------------------------------------
+
+
+def _roboflow_photos(git_dir: Path, limit: int | None) -> Iterator[tuple[str, Photo]]:
+    """One copy of each photo of the Roboflow export kept in the repository's history."""
+    commit = _commit_with(git_dir, "dataset/data.yaml")
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = subprocess.run(
+            ["git", "--git-dir", str(git_dir), "archive", commit, "dataset"], check=True, capture_output=True
+        ).stdout
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            tar.extractall(tmp, filter="data")
+        root = Path(tmp) / "dataset"
+        for roboflow_split, split in (("train", "train"), ("valid", "val"), ("test", "val")):
+            seen: set[str] = set()
+            images = sorted((root / roboflow_split / "images").glob("*.jpg"))
+            kept = 0
+            for image_path in images:
+                original = image_path.name.split("_jpg.rf.")[0]
+                if original in seen:
+                    continue  # another augmented copy of a photo already taken
+                seen.add(original)
+                label = root / roboflow_split / "labels" / (image_path.stem + ".txt")
+                image = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
+                if image is None or not label.is_file():
+                    continue
+                boxes = _yolo_boxes(label.read_text(encoding="utf-8"), image.shape[1], image.shape[0])
+                yield split, Photo(name=original, source="roboflow", image=image, boxes=boxes)
+                kept += 1
+                if limit is not None and kept >= limit:
+                    break
+
+
+def _commit_with(git_dir: Path, path: str) -> str:
+    """The newest commit of any branch whose tree still has ``path`` (the export was deleted later)."""
+    commits = subprocess.run(
+        ["git", "--git-dir", str(git_dir), "rev-list", "--all"], check=True, capture_output=True, text=True
+    ).stdout.split()
+    for commit in commits:
+        found = subprocess.run(
+            ["git", "--git-dir", str(git_dir), "cat-file", "-e", f"{commit}:{path}"], capture_output=True, check=False
+        )
+        if found.returncode == 0:
+            return commit
+    raise FileNotFoundError(f"no commit in {git_dir} has {path}")
+
+
+def _yolo_boxes(text: str, width: int, height: int) -> list[Box]:
+    """YOLO label lines as pixel boxes: ``class cx cy w h`` boxes, or ``class x y x y ...`` polygons (their bounds)."""
+    boxes: list[Box] = []
+    for line in text.splitlines():
+        values = [float(v) for v in line.split()[1:]]
+        if len(values) == 4:
+            cx, cy, w, h = values
+            boxes.append(((cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width, (cy + h / 2) * height))
+        elif len(values) >= 6 and len(values) % 2 == 0:
+            xs, ys = values[0::2], values[1::2]
+            boxes.append((min(xs) * width, min(ys) * height, max(xs) * width, max(ys) * height))
+    return boxes
+
+
+def _synthetic_photo(seed: int, rng: np.random.Generator) -> Photo:
+    """A generated car photo at a random size, so its plate takes any size from tiny to large."""
+    photo = make_car_photo(seed=seed, size=_random_size(rng))
+    return Photo(name=str(seed), source="synthetic", image=photo.image, boxes=[tuple(map(float, photo.plate_box))])
+
+
+def _random_size(rng: np.random.Generator) -> tuple[int, int]:
+    width = int(rng.choice([480, 640, 800, 1024, 1280, 1600, 2048]))
+    return width, int(width * rng.choice([0.75, 0.5625, 0.667]))
+
+
+def _paste_japanese(photo: Photo, rng: np.random.Generator) -> Photo:
+    """``photo`` with each labelled plate replaced by a rendered Japanese plate warped onto its box."""
+    image = photo.image.copy()
+    height, width = image.shape[:2]
+    for x1, y1, x2, y2 in photo.boxes:
+        box_w, box_h = x2 - x1, y2 - y1
+        if box_w < 6 or box_h < 3:
+            continue
+        plate, _ = render_random_plate(rng, width=int(np.clip(box_w * 2, 40, 800)))
+        ph, pw = plate.shape[:2]
+        # A little perspective, as a plate on a real bumper seen off-axis.
+        jitter = rng.uniform(-0.06, 0.06, (4, 2)) * np.float32([box_w, box_h])
+        quad = np.float32([[x1, y1], [x2, y1], [x2, y2], [x1, y2]]) + jitter.astype(np.float32)
+        matrix = cv2.getPerspectiveTransform(np.float32([[0, 0], [pw, 0], [pw, ph], [0, ph]]), quad)
+        warped = cv2.warpPerspective(plate, matrix, (width, height), flags=cv2.INTER_AREA)
+        cover = cv2.warpPerspective(np.ones((ph, pw), np.float32), matrix, (width, height), flags=cv2.INTER_LINEAR)
+        # Match the photo's sharpness and light roughly: a plate much crisper than its car is easy to learn.
+        warped = cv2.GaussianBlur(warped, (0, 0), rng.uniform(0.3, 1.2)).astype(np.float32)
+        warped *= rng.uniform(0.6, 1.1)
+        image = np.clip(image * (1 - cover[..., None]) + warped * cover[..., None], 0, 255).astype(np.uint8)
+    quality = int(rng.integers(60, 95))
+    image = cv2.imdecode(cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])[1], cv2.IMREAD_COLOR)
+    return Photo(name=photo.name, source="jp_pasted", image=image, boxes=list(photo.boxes))
+
+
+# --------------------------------------------------------------------------------------------------
+# Evaluation sets kept out
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _EvalIndex:
+    """Open Images ids and perceptual hashes of every evaluation photo."""
+
+    ids: set[str]
+    hashes: np.ndarray  # uint64
+
+    @classmethod
+    def load(cls, root: Path | None) -> _EvalIndex:
+        ids: set[str] = set()
+        hashes: list[int] = []
+        if root is not None and root.is_dir():
+            for path in sorted(root.rglob("*.jp*g")) + sorted(root.rglob("*.png")):
+                ids.add(path.name.split("_jpg.rf.")[0].split(".")[0])
+                image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+                if image is not None:
+                    hashes.append(dhash(image))
+        return cls(ids=ids, hashes=np.array(hashes, np.uint64))
+
+    def reason(self, photo: Photo) -> str | None:
+        """Why ``photo`` must not be trained on, or None."""
+        if photo.name in self.ids:
+            return "Open Images id in an evaluation set"
+        if len(self.hashes):
+            gray = cv2.cvtColor(photo.image, cv2.COLOR_BGR2GRAY)
+            distance = _popcount(self.hashes ^ np.uint64(dhash(gray))).min()
+            if distance <= HASH_DISTANCE:
+                return "perceptual hash matches an evaluation photo"
+        return None
+
+
+def dhash(gray: np.ndarray) -> int:
+    """64-bit difference hash: survives resizing, stretching and re-encoding."""
+    small = cv2.resize(gray, (9, 8), interpolation=cv2.INTER_AREA).astype(np.int16)
+    bits = (small[:, 1:] > small[:, :-1]).flatten()
+    return int(sum(1 << i for i, bit in enumerate(bits) if bit))
+
+
+def _popcount(values: np.ndarray) -> np.ndarray:
+    bytes_ = values.view(np.uint8).reshape(-1, 8)
+    return np.unpackbits(bytes_, axis=1).sum(axis=1)
+
+
+# --------------------------------------------------------------------------------------------------
+# Crops and labels
+# --------------------------------------------------------------------------------------------------
+
+
+def _crops(photo: Photo, rng: np.random.Generator) -> Iterator[tuple[np.ndarray, list[Box]]]:
+    """CROP² windows of the photo at inference scale: one around each plate, and one elsewhere."""
+    image = _to_inference_scale(photo.image)
+    scale = image.shape[1] / photo.image.shape[1]
+    boxes = [tuple(v * scale for v in box) for box in photo.boxes]
+    for box in boxes:
+        yield _window(image, boxes, rng, around=box)
+    yield _window(image, boxes, rng)
+
+
+def _to_inference_scale(image: np.ndarray) -> np.ndarray:
+    height, width = image.shape[:2]
+    scale = INFERENCE_SIDE / max(height, width)
+    return cv2.resize(image, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
+
+
+def _window(
+    image: np.ndarray, boxes: Sequence[Box], rng: np.random.Generator, around: Box | None = None
+) -> tuple[np.ndarray, list[Box]]:
+    """A CROP² window (grey-padded where the photo is smaller), at random or holding ``around``."""
+    height, width = image.shape[:2]
+    span_x, span_y = max(width - CROP, 0), max(height - CROP, 0)
+    if around is None:
+        x0, y0 = int(rng.integers(0, span_x + 1)), int(rng.integers(0, span_y + 1))
+    else:
+        cx, cy = (around[0] + around[2]) / 2, (around[1] + around[3]) / 2
+        x0 = int(np.clip(cx - rng.uniform(0.2, 0.8) * CROP, 0, span_x))
+        y0 = int(np.clip(cy - rng.uniform(0.2, 0.8) * CROP, 0, span_y))
+    crop = np.full((CROP, CROP, 3), 114, np.uint8)
+    piece = image[y0 : y0 + CROP, x0 : x0 + CROP]
+    crop[: piece.shape[0], : piece.shape[1]] = piece
+    kept: list[Box] = []
+    for x1, y1, x2, y2 in boxes:
+        cx1, cy1 = max(x1 - x0, 0), max(y1 - y0, 0)
+        cx2, cy2 = min(x2 - x0, piece.shape[1]), min(y2 - y0, piece.shape[0])
+        if cx2 <= cx1 or cy2 <= cy1:
+            continue
+        # A plate cut by the window is still a plate: label what shows of it unless it is a sliver.
+        if (cx2 - cx1) * (cy2 - cy1) >= 0.25 * (x2 - x1) * (y2 - y1):
+            kept.append((cx1, cy1, cx2, cy2))
+    return crop, kept
+
+
+def _write_sample(out: Path, split: str, name: str, image: np.ndarray, boxes: Iterable[Box]) -> None:
+    """An image and its segmentation label: each plate box as a four-corner polygon, normalised."""
+    safe = hashlib.sha1(name.encode()).hexdigest()[:8] + "-" + "".join(c if c.isalnum() else "_" for c in name)[:60]
+    height, width = image.shape[:2]
+    cv2.imwrite(str(out / "images" / split / f"{safe}.jpg"), image, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    lines = []
+    for x1, y1, x2, y2 in boxes:
+        xs, ys = (x1 / width, x2 / width), (y1 / height, y2 / height)
+        corners = [(xs[0], ys[0]), (xs[1], ys[0]), (xs[1], ys[1]), (xs[0], ys[1])]
+        lines.append("0 " + " ".join(f"{x:.6f} {y:.6f}" for x, y in corners))
+    (out / "labels" / split / f"{safe}.txt").write_text("\n".join(lines) + ("\n" if lines else ""), encoding="utf-8")
+
+
+def _write_dev_set(folder: Path, count: int) -> None:
+    """Held-back generated photos (seeds never trained on) as an evaluation set (gt.jsonl)."""
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(31337)
+    lines = []
+    for seed in SYNTHETIC_DEV_SEEDS[:count]:
+        photo = make_car_photo(seed=seed, size=_random_size(rng))
+        name = f"images/{seed}.jpg"
+        cv2.imwrite(str(folder / name), photo.image, [cv2.IMWRITE_JPEG_QUALITY, 92])
+        height, width = photo.image.shape[:2]
+        box = [float(v) for v in photo.plate_box]
+        lines.append(json.dumps({"image": name, "boxes": [box], "width": width, "height": height}))
+    (folder / "gt.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
