@@ -89,7 +89,9 @@ def _finished(last: Path) -> bool:
     import torch
 
     checkpoint = torch.load(last, map_location="cpu", weights_only=False)
-    return checkpoint.get("optimizer") is None or checkpoint.get("epoch", -1) == -1
+    epoch = checkpoint.get("epoch", -1)  # 0-based index of the epoch this checkpoint closed
+    epochs = (checkpoint.get("train_args") or {}).get("epochs", 0)
+    return checkpoint.get("optimizer") is None or epoch == -1 or epoch + 1 >= epochs
 
 
 def _export(last: Path, target: Path) -> int:

@@ -1,0 +1,131 @@
+"""The training set builder on a tiny fixture, and training (with resume) on a tiny set."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from platemask.synthetic import make_car_photo
+from training.build_dataset import CROP, build
+
+# Open Images style names, as in the Roboflow export: <id>_jpg.rf.<hash>.jpg
+KEPT, SAME_ID, SAME_PIXELS = "0a1b2c3d4e5f6071", "1122334455667788", "99aabbccddeeff00"
+
+
+def _git(repo: Path, *args: str) -> None:
+    subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True)
+
+
+def _export_repo(root: Path) -> tuple[Path, dict[str, np.ndarray]]:
+    """A git repository whose history holds a Roboflow-style export that a later commit deleted."""
+    repo = root / "repo"
+    images: dict[str, np.ndarray] = {}
+    for split, names in {"train": [KEPT, SAME_ID, SAME_PIXELS], "valid": ["7777777777777777"]}.items():
+        (repo / "dataset" / split / "images").mkdir(parents=True)
+        (repo / "dataset" / split / "labels").mkdir(parents=True)
+        for seed, name in enumerate(names, start=len(images) * 10):
+            photo = make_car_photo(seed=seed, size=(640, 480), view="front")
+            images[name] = photo.image
+            x1, y1, x2, y2 = photo.plate_box
+            box = f"0 {(x1 + x2) / 1280:.6f} {(y1 + y2) / 960:.6f} {(x2 - x1) / 640:.6f} {(y2 - y1) / 480:.6f}\n"
+            polygon = f"0 {x1 / 640:.6f} {y1 / 480:.6f} {x2 / 640:.6f} {y1 / 480:.6f} {x2 / 640:.6f} {y2 / 480:.6f}\n"
+            # Two augmented copies of each photo; only one must be kept.
+            for copy, label in (("aaaa", box), ("bbbb", polygon)):
+                stem = f"{name}_jpg.rf.{copy}"
+                cv2.imwrite(str(repo / "dataset" / split / "images" / f"{stem}.jpg"), photo.image)
+                (repo / "dataset" / split / "labels" / f"{stem}.txt").write_text(label, encoding="utf-8")
+    (repo / "dataset" / "data.yaml").write_text("nc: 1\nnames: ['plate']\n", encoding="utf-8")
+    _git(repo.parent, "init", "-q", str(repo))
+    _git(repo, "add", "-A")
+    _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "export")
+    _git(repo, "rm", "-rq", "dataset")
+    _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "drop the export")
+    return repo / ".git", images
+
+
+def _eval_set(root: Path, images: dict[str, np.ndarray]) -> Path:
+    """An evaluation set holding one photo by Open Images id and another one resized under a new name."""
+    folder = root / "platedata" / "set" / "images"
+    folder.mkdir(parents=True)
+    cv2.imwrite(str(folder / f"{SAME_ID}_jpg.rf.zzzz.jpg"), images[SAME_ID])
+    cv2.imwrite(str(folder / "renamed.jpg"), cv2.resize(images[SAME_PIXELS], (416, 416)))
+    return root / "platedata"
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
+    root = tmp_path_factory.mktemp("dataset")
+    git_dir, images = _export_repo(root)
+    out = root / "out"
+    counts = build(out, git_dir, synthetic=4, jp_share=1.0, dev_synthetic=3, eval_data=_eval_set(root, images))
+    return out, counts
+
+
+def test_builder_keeps_one_copy_per_photo_and_drops_evaluation_photos(built) -> None:
+    _, counts = built
+    assert counts.dropped == {
+        "roboflow: Open Images id in an evaluation set": 1,
+        "roboflow: perceptual hash matches an evaluation photo": 1,
+    }
+    assert counts.photos["roboflow"] == 2  # KEPT (train) and the valid photo
+    assert counts.photos["jp_pasted"] == 1  # every kept training photo again, with a Japanese plate
+    assert counts.photos["synthetic"] == 4
+
+
+def test_builder_writes_crops_with_polygon_labels(built) -> None:
+    out, _ = built
+    images = sorted((out / "images" / "train").glob("*.jpg"))
+    assert images
+    labelled = 0
+    for image in images:
+        assert cv2.imread(str(image)).shape == (CROP, CROP, 3)
+        for line in (out / "labels" / "train" / f"{image.stem}.txt").read_text(encoding="utf-8").splitlines():
+            values = [float(v) for v in line.split()]
+            assert values[0] == 0 and len(values) == 9  # class + four corners
+            assert all(0.0 <= v <= 1.0 for v in values[1:])
+            labelled += 1
+    assert labelled >= 2 + 4  # at least one plate crop per plate photo
+    assert "train: images/train" in (out / "data.yaml").read_text(encoding="utf-8")
+    assert json.loads((out / "counts.json").read_text(encoding="utf-8"))["photos"]["synthetic"] == 4
+
+
+def test_builder_writes_the_held_back_set_in_the_evaluation_format(built) -> None:
+    out, _ = built
+    lines = (out / "dev_synthetic_jp" / "gt.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 3
+    for line in lines:
+        label = json.loads(line)
+        image = cv2.imread(str(out / "dev_synthetic_jp" / label["image"]))
+        assert image.shape[:2] == (label["height"], label["width"])
+        x1, y1, x2, y2 = label["boxes"][0]
+        assert 0 <= x1 < x2 <= label["width"] and 0 <= y1 < y2 <= label["height"]
+
+
+@pytest.mark.model
+def test_one_training_epoch_then_resume_from_its_checkpoint(built, tmp_path: Path) -> None:
+    import torch
+
+    from platemask.detect import platedet_onnx
+    from training.recover import recover, save_checkpoint
+    from training.train import _finished, train
+
+    out, _ = built
+    start = save_checkpoint(recover(platedet_onnx()), tmp_path / "start.pt", "platedet.onnx")
+    run = tmp_path / "runs" / "tiny"
+    last = train(out / "data.yaml", run, epochs=2, imgsz=64, batch=4, device="cpu", weights=start, fraction=1.0)
+    assert _finished(last)
+    first_epoch = run / "weights" / "epoch0.pt"  # ultralytics numbers epoch checkpoints from 0
+    assert not _finished(first_epoch)  # an epoch checkpoint keeps its optimizer: it can be resumed
+    # A session stopped after epoch 1: its last.pt is that checkpoint, and train() resumes it.
+    last.write_bytes(first_epoch.read_bytes())
+    resumed = train(out / "data.yaml", run, epochs=2, imgsz=64, batch=4, device="cpu", weights=start)
+    checkpoint = torch.load(resumed, map_location="cpu", weights_only=False)
+    assert _finished(resumed) and checkpoint["train_args"]["epochs"] == 2
+    trained = checkpoint["model"].float().state_dict()
+    initial = torch.load(start, map_location="cpu", weights_only=False)["model"].float().state_dict()
+    assert any(not torch.equal(trained[k], initial[k]) for k in initial if k.endswith("conv.weight"))
