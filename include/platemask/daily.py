@@ -164,7 +164,6 @@ def process_cars(
 ) -> list[CarResult]:
     """Process the unfinished photos of the given cars, updating each car's tracking part."""
     detector = detector or get_detector(settings.detect)
-    detector.load_async()  # compile the model while the first photos are read and backed up
     parts = {car_id: _load_part(tracking, car_id) for car_id in car_ids}
     results = {car_id: CarResult(car_id) for car_id in car_ids}
     todo: list[Photo] = []
@@ -174,6 +173,8 @@ def process_cars(
             if record["status"] not in FINISHED:
                 todo.append(_photo(record))
                 known[record["file_id"]] = [h for k, h in record.get("sha256", {}).items() if k != "backup"]
+    if todo:
+        detector.load_async()  # load the model while the first photos are read and backed up
 
     def started(photo: Photo) -> None:
         part = parts[photo.car_id]

@@ -18,6 +18,7 @@ import os
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -130,6 +131,8 @@ class PlateDetector:
         self._model: Any = None
         self._lock = threading.Lock()
         self._loading: Future[None] | None = None
+        #: CPU seconds this process had used when the model became ready (start-up cost, see make bench).
+        self.ready_cpu_s: float | None = None
 
     @property
     def model_path(self) -> str:
@@ -192,7 +195,8 @@ class PlateDetector:
             model.predict(np.zeros((64, 64, 3), np.uint8), self.options.conf, self.options.iou, 1)
         else:
             model = self._load_ultralytics(path)
-        log.info("Plate model ready: %s", path)
+        self.ready_cpu_s = time.process_time()
+        log.info("Plate model ready: %s (process CPU so far %.2f s)", path, self.ready_cpu_s)
         self._model = model
 
     def _load_ultralytics(self, path: Path) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -64,18 +65,22 @@ class PlateMaskOperator(BaseOperator):
             _check_style(mask_style)
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
+        started_cpu_s = time.process_time()  # this process's start-up so far: fork, task runner, DAG parse
         car_ids = [self.car_ids] if isinstance(self.car_ids, str) else [str(c) for c in self.car_ids]
         if not car_ids:
             raise ConfigError("car_ids is empty: nothing to process")
         context["car_label"] = car_label(car_ids)  # type: ignore[typeddict-unknown-key]
         # Imported here: numpy and OpenCV stay out of DAG parsing.
         from platemask.daily import process_cars
+        from platemask.detect import get_detector
         from platemask_airflow.storage import day_tracking, open_storage
 
         settings = self._settings()
         store, backups = open_storage(settings)
         tracking = day_tracking(settings, dt.date.fromisoformat(self.day))
-        results = process_cars(car_ids, tracking, settings=settings, store=store, backups=backups)
+        detector = get_detector(settings.detect)
+        results = process_cars(car_ids, tracking, settings=settings, store=store, backups=backups, detector=detector)
+        self._log_cost(results, started_cpu_s, detector.ready_cpu_s)
         self._report(results)
         return [result.as_xcom() for result in results]
 
@@ -90,6 +95,20 @@ class PlateMaskOperator(BaseOperator):
         )
         settings.require_storage()
         return settings
+
+    def _log_cost(self, results: list[CarResult], started_cpu_s: float, ready_cpu_s: float | None) -> None:
+        """What this task process cost: its start-up (fork, DAG parse, imports, model) and its photos."""
+        photos = sum(r.processed for r in results)
+        total = time.process_time()  # CPU of this task process since it was forked
+        if photos and ready_cpu_s is not None:
+            self.log.info(
+                "Task cost: %.2f CPU-s until the model was ready (%.2f before execute), "
+                "%.2f CPU-s in all for %d photos",
+                ready_cpu_s,
+                started_cpu_s,
+                total,
+                photos,
+            )
 
     def _report(self, results: list[CarResult]) -> None:
         failed = [r for r in results if r.errors]

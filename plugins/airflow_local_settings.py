@@ -1,0 +1,37 @@
+"""Airflow's local-settings hook: every Airflow process imports this module when it starts.
+
+Car tasks are forked from the process that supervises them (a LocalExecutor worker, itself a
+fork of the scheduler, or a Celery worker). Importing numpy, OpenCV and OpenVINO here, once per
+worker, means every car task process inherits them instead of paying about 0.6 CPU-s to import
+them again (``make bench`` measures it). Only those processes preload: the API server and the
+DAG processor never run photo work. ``PLATEMASK_PRELOAD=false`` turns it off.
+
+Airflow finds this file because the plugins folder is on its import path; a deployment with its
+own ``airflow_local_settings.py`` (in ``$AIRFLOW_HOME/config``, which comes first) should call
+:func:`preload_photo_work` from it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+_TASK_RUNNERS = ("scheduler", "celery", "standalone")
+
+
+def preload_photo_work() -> None:
+    """Import what a car task's photo work needs, in a process that forks car tasks."""
+    if os.environ.get("PLATEMASK_PRELOAD", "true").strip().lower() in ("0", "false", "no", "off"):
+        return
+    if not any(command in sys.argv[1:3] for command in _TASK_RUNNERS):
+        return
+    try:
+        import openvino  # noqa: F401  (the runtime; the model itself loads in the task, after the fork)
+
+        import platemask.pipeline
+        import platemask.runtime  # noqa: F401
+    except ImportError:
+        pass  # a scheduler host without platemask installed runs no photo work
+
+
+preload_photo_work()
