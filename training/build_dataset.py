@@ -15,9 +15,10 @@ perceptual hash matches an evaluation photo are dropped and counted. A held-back
 Japanese set (other seeds) is written as an evaluation set in the ``gt.jsonl`` format.
 
 Training images are *crops at inference scale*: each photo is resized the way the detector sees
-it (long side 640), then cut into 320² windows around its plates (plus one without, when there
-is room), so that a CPU epoch costs a quarter of a full frame while plates keep the size the
-model meets in production.
+it (long side 640), then cut into 320² windows, one holding each plate whole and one at random,
+so that a CPU epoch costs a quarter of a full frame while plates keep the size the model meets
+in production (close-ups are shrunk until the plate fits). Plates a window cuts are painted
+grey rather than labelled as slivers.
 
 Run: .venv/bin/python -m training.build_dataset --roboflow-git /work/.mirror/komsait+License-Plate-Detector/repo
 """
@@ -308,13 +309,22 @@ def _popcount(values: np.ndarray) -> np.ndarray:
 
 
 def _crops(photo: Photo, rng: np.random.Generator) -> Iterator[tuple[np.ndarray, list[Box]]]:
-    """CROP² windows of the photo at inference scale: one around each plate, and one elsewhere."""
+    """CROP² windows of the photo at inference scale: one around each plate, and one at random."""
     image = _to_inference_scale(photo.image)
     scale = image.shape[1] / photo.image.shape[1]
     boxes = [tuple(v * scale for v in box) for box in photo.boxes]
     for box in boxes:
-        yield _window(image, boxes, rng, around=box)
-    yield _window(image, boxes, rng)
+        width, height = box[2] - box[0], box[3] - box[1]
+        shrink = min(1.0, 0.8 * CROP / max(width, height, 1.0))
+        if shrink < 1.0:  # a close-up: the plate only fits a window once the photo is smaller
+            small = cv2.resize(image, None, fx=shrink, fy=shrink, interpolation=cv2.INTER_AREA)
+            shrunk = [tuple(v * shrink for v in b) for b in boxes]
+            yield _window(small, shrunk, rng, around=tuple(v * shrink for v in box))
+        else:
+            yield _window(image, boxes, rng, around=box)
+    crop, kept = _window(image, boxes, rng)
+    if (crop == 114).all(axis=2).mean() < 0.3:  # not mostly a painted-out close-up
+        yield crop, kept
 
 
 def _to_inference_scale(image: np.ndarray) -> np.ndarray:
@@ -326,15 +336,18 @@ def _to_inference_scale(image: np.ndarray) -> np.ndarray:
 def _window(
     image: np.ndarray, boxes: Sequence[Box], rng: np.random.Generator, around: Box | None = None
 ) -> tuple[np.ndarray, list[Box]]:
-    """A CROP² window (grey-padded where the photo is smaller), at random or holding ``around``."""
+    """A CROP² window (grey-padded where the photo is smaller), at random or holding all of ``around``.
+
+    Plates wholly inside are labelled. A plate the window cuts is painted grey: a labelled
+    sliver teaches the model that anything at an image edge is a plate, an unlabelled one that
+    plates are background.
+    """
     height, width = image.shape[:2]
     span_x, span_y = max(width - CROP, 0), max(height - CROP, 0)
-    if around is None:
-        x0, y0 = int(rng.integers(0, span_x + 1)), int(rng.integers(0, span_y + 1))
-    else:
-        cx, cy = (around[0] + around[2]) / 2, (around[1] + around[3]) / 2
-        x0 = int(np.clip(cx - rng.uniform(0.2, 0.8) * CROP, 0, span_x))
-        y0 = int(np.clip(cy - rng.uniform(0.2, 0.8) * CROP, 0, span_y))
+    x0, y0 = int(rng.integers(0, span_x + 1)), int(rng.integers(0, span_y + 1))
+    if around is not None:
+        x0 = _start_holding(around[0], around[2], span_x, rng)
+        y0 = _start_holding(around[1], around[3], span_y, rng)
     crop = np.full((CROP, CROP, 3), 114, np.uint8)
     piece = image[y0 : y0 + CROP, x0 : x0 + CROP]
     crop[: piece.shape[0], : piece.shape[1]] = piece
@@ -344,10 +357,17 @@ def _window(
         cx2, cy2 = min(x2 - x0, piece.shape[1]), min(y2 - y0, piece.shape[0])
         if cx2 <= cx1 or cy2 <= cy1:
             continue
-        # A plate cut by the window is still a plate: label what shows of it unless it is a sliver.
-        if (cx2 - cx1) * (cy2 - cy1) >= 0.25 * (x2 - x1) * (y2 - y1):
+        if (cx1, cy1, cx2, cy2) == (x1 - x0, y1 - y0, x2 - x0, y2 - y0):
             kept.append((cx1, cy1, cx2, cy2))
+        else:
+            crop[int(cy1) : int(np.ceil(cy2)), int(cx1) : int(np.ceil(cx2))] = 114
     return crop, kept
+
+
+def _start_holding(low: float, high: float, span: int, rng: np.random.Generator) -> int:
+    """A window start in [0, span] whose CROP-long window holds [low, high] when it can."""
+    first, last = max(int(np.ceil(high)) - CROP, 0), min(int(np.floor(low)), span)
+    return int(rng.integers(first, last + 1)) if first <= last else int(np.clip(low, 0, span))
 
 
 def _write_sample(out: Path, split: str, name: str, image: np.ndarray, boxes: Iterable[Box]) -> None:

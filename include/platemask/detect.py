@@ -36,6 +36,7 @@ __all__ = [
     "Detection",
     "PlateDetector",
     "default_model_path",
+    "export_openvino",
     "get_detector",
     "platedet_onnx",
     "prepare_default_model",
@@ -69,13 +70,17 @@ class Detection:
         )
 
 
+#: platemask's own plate model (training/), shipped in the package; converted to OpenVINO at install.
+SHIPPED_WEIGHTS = Path(__file__).parent / "models" / "plates.pt"
+
+
 def prepared_model_dir() -> Path:
     """Where ``platemask prepare-model`` puts the OpenVINO copy of the default model."""
-    return Path(sys.prefix) / "share" / "platemask" / "platedet_openvino_model"
+    return Path(sys.prefix) / "share" / "platemask" / "plate_model_openvino"
 
 
 def default_model_path() -> Path:
-    """The built-in model: the prepared OpenVINO copy (2× faster) or platedet's ONNX file."""
+    """The built-in model: its prepared OpenVINO copy, else platedet's ONNX file."""
     prepared = prepared_model_dir()
     if (prepared / "metadata.yaml").is_file():
         return prepared
@@ -83,16 +88,47 @@ def default_model_path() -> Path:
 
 
 def prepare_default_model(target: Path | None = None) -> Path:
-    """Convert platedet's ONNX model to OpenVINO IR once, at install or image build time."""
+    """Convert the default model to OpenVINO IR once, at install or image build time.
+
+    The default is platemask's own model when the package ships it, else platedet's ONNX file.
+    """
+    target = target or prepared_model_dir()
+    if SHIPPED_WEIGHTS.is_file():
+        return export_openvino(SHIPPED_WEIGHTS, target)
+    return _platedet_to_openvino(target)
+
+
+def export_openvino(weights: Path, target: Path, imgsz: int = 640) -> Path:
+    """An ultralytics ``.pt`` checkpoint as OpenVINO IR (fp16, batch 1) in ``target`` (needs torch)."""
+    import shutil
+
+    quiet_ultralytics_environment()
+    from ultralytics import YOLO
+
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / weights.name  # ultralytics writes the export next to the weights
+        shutil.copyfile(weights, copy)
+        exported = Path(YOLO(str(copy)).export(format="openvino", imgsz=imgsz, half=True, batch=1, verbose=False))
+        staging = target.with_name(target.name + ".partial")
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(exported, staging)
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
+    return target
+
+
+def _platedet_to_openvino(target: Path) -> Path:
+    import shutil
+
     import openvino as ov
     import yaml
 
-    target = target or prepared_model_dir()
     source = platedet_onnx()
     # Core.read_model reads ONNX directly (no converter tool, so no telemetry prompt).
     model = ov.Core().read_model(str(source))
     staging = target.with_name(target.name + ".partial")
-    staging.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
     ov.save_model(model, str(staging / "platedet.xml"), compress_to_fp16=True)
     metadata = {
         "description": "platedet 0.0.2 plate segmentation model (YOLOv8s-seg), OpenVINO IR",
@@ -104,10 +140,7 @@ def prepare_default_model(target: Path | None = None) -> Path:
         "names": {0: "plate"},
     }
     (staging / "metadata.yaml").write_text(yaml.safe_dump(metadata), encoding="utf-8")
-    if target.exists():
-        import shutil
-
-        shutil.rmtree(target)
+    shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)
     return target
 
@@ -189,12 +222,9 @@ class PlateDetector:
         path = Path(self.model_path)
         if not path.exists():
             raise ModelError(f"PLATE_MODEL {str(path)!r} does not exist")
-        if is_direct_model(path):
-            # OpenVINO IR or ONNX: run directly, without importing torch or ultralytics.
-            model = SegmentationModel(path)
-            model.predict(np.zeros((64, 64, 3), np.uint8), self.options.conf, self.options.iou, 1)
-        else:
-            model = self._load_ultralytics(path)
+        # OpenVINO IR or ONNX run directly, without importing torch or ultralytics. No warm-up
+        # inference for them: compiled models are ready, and one would cost a whole photo's model time.
+        model = SegmentationModel(path) if is_direct_model(path) else self._load_ultralytics(path)
         self.ready_cpu_s = time.process_time()
         log.info("Plate model ready: %s (process CPU so far %.2f s)", path, self.ready_cpu_s)
         self._model = model
