@@ -75,8 +75,8 @@ SHIPPED_WEIGHTS = Path(__file__).parent / "models" / "plates.pt"
 
 
 def prepared_model_dir() -> Path:
-    """Where ``platemask prepare-model`` puts the OpenVINO copy of the default model."""
-    return Path(sys.prefix) / "share" / "platemask" / "plate_model_openvino"
+    """Where ``platemask prepare-model`` puts the OpenVINO copy of the default model (ultralytics can read it too)."""
+    return Path(sys.prefix) / "share" / "platemask" / "plates_openvino_model"
 
 
 def default_model_path() -> Path:

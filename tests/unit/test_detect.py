@@ -20,7 +20,7 @@ def _iou(a, b) -> float:
 
 def test_default_model_is_the_prepared_openvino_copy() -> None:
     path = default_model_path()
-    assert path.name == "plate_model_openvino" and (path / "metadata.yaml").is_file()
+    assert path.name == "plates_openvino_model" and (path / "metadata.yaml").is_file()
 
 
 @pytest.mark.parametrize("flip", [pytest.param(True, id="with-mirror"), pytest.param(False, id="single-pass")])
