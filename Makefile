@@ -4,11 +4,11 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test lint format bench evaluate clean
+.PHONY: install demo test test-fast lint format bench bench-scale evaluate dataset train clean
 
 install: $(STAMP)
 
-$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml $(wildcard include/platemask/models/*.pt)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.txt -r requirements-dev.txt
@@ -26,6 +26,10 @@ test: install
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
 
+# The suite without the slow model, end-to-end and S3 tests: a quick check while editing.
+test-fast: install
+	$(BIN)/python -m pytest -m "not model and not e2e and not s3"
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -37,8 +41,23 @@ format: install
 bench: install
 	$(BIN)/python scripts/bench.py
 
+# plan_uploads and finish_day on a 150,000-photo day (5,000 cars × 30) in a real PostgreSQL.
+bench-scale: install
+	$(BIN)/python scripts/bench_scale.py $(if $(CARS),--cars $(CARS))
+
 evaluate: install
 	$(BIN)/python scripts/evaluate.py $(if $(DATA),$(DATA))
+
+# The plate model's training set and fine-tuning (training/). The Roboflow export is read from a
+# git directory fetched beforehand (README: "Training the plate model"); EPOCHS resumes a stopped run.
+ROBOFLOW_GIT ?= /work/.mirror/komsait+License-Plate-Detector/repo
+EPOCHS ?= 5
+dataset: install
+	$(BIN)/python -m training.recover
+	$(BIN)/python -m training.build_dataset --roboflow-git "$(ROBOFLOW_GIT)"
+
+train: install
+	$(BIN)/python -m training.train --epochs $(EPOCHS) $(if $(DEVICE),--device $(DEVICE))
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache demo-output
