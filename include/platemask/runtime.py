@@ -237,7 +237,7 @@ def _openvino(path: Path, cache_dir: Path | None) -> Any:
     outputs = sorted(compiled.outputs, key=lambda port: len(port.get_partial_shape()))  # rows (3-D), then protos (4-D)
 
     def run(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        result = request.infer({0: batch})
+        result = request.infer({0: batch}, share_inputs=True)  # no copy of the input tensor
         return np.asarray(result[outputs[0]]), np.asarray(result[outputs[1]])
 
     return run
