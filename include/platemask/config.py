@@ -27,7 +27,7 @@ VARIABLES: dict[str, str] = {
     "CHATWORK_API_KEY": "Chatwork API token; with CHATWORK_ROOM_ID enables the daily summary",
     "CHATWORK_ROOM_ID": "Chatwork room that receives the summaries",
     "CHATWORK_API_URL": "Chatwork API base URL (default https://api.chatwork.com/v2)",
-    "PLATE_MODEL": "Plate model ultralytics loads (.pt, .onnx, OpenVINO dir); built-in default when unset",
+    "PLATE_MODEL": "Plate model: OpenVINO dir or .onnx (run directly), or .pt (ultralytics); built-in when unset",
     "PLATEMASK_TIMEZONE": "Site time zone that defines a calendar day (default Asia/Tokyo)",
     "PLATEMASK_CONF": "Detection confidence threshold (default 0.10; lower hides more)",
     "PLATEMASK_FLIP": "Also search each photo mirrored left-right, keeping both passes' plates (default true)",
@@ -42,6 +42,8 @@ VARIABLES: dict[str, str] = {
     "PLATEMASK_MAX_PIXELS": "Largest photo accepted, in pixels (default 40000000)",
     "PLATEMASK_MAX_BYTES": "Largest photo file accepted, in bytes (default 52428800)",
     "PLATEMASK_CARS_PER_TASK": "Cars handled by one mapped task (default 1: one task per car)",
+    "PLATEMASK_MODEL_CACHE": "Folder where OpenVINO keeps compiled models for later task processes (default: temp)",
+    "PLATEMASK_PRELOAD": "Airflow workers import the photo libraries once for all car tasks they fork (default true)",
     "YOLO_CONFIG_DIR": "Writable folder for ultralytics settings (default: a platemask folder in the temp dir)",
 }
 

@@ -262,6 +262,6 @@ def _onnxruntime(path: Path) -> Any:
 
 
 def default_cache_dir() -> Path:
-    """Where OpenVINO keeps compiled models between processes (per user, survives task processes)."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path(tempfile.gettempdir()) / f"platemask-{os.getuid()}")
-    return Path(base) / "platemask" / "openvino"
+    """Where OpenVINO keeps compiled models between task processes: ``PLATEMASK_MODEL_CACHE``, or a temp folder."""
+    configured = os.environ.get("PLATEMASK_MODEL_CACHE")
+    return Path(configured) if configured else Path(tempfile.gettempdir()) / f"platemask-{os.getuid()}" / "openvino"
