@@ -112,7 +112,7 @@ def build(
     photos: list[tuple[str, Photo]] = []
     if roboflow_git is not None:
         for split, photo in _roboflow_photos(roboflow_git, limit):
-            reason = excluded.reason(photo)
+            reason = excluded.reason(photo) or _unlike_production(photo)
             if reason:
                 counts.add(counts.dropped, f"roboflow: {reason}")
                 continue
@@ -217,6 +217,21 @@ def _yolo_boxes(text: str, width: int, height: int) -> list[Box]:
             xs, ys = values[0::2], values[1::2]
             boxes.append((min(xs) * width, min(ys) * height, max(xs) * width, max(ys) * height))
     return boxes
+
+
+def _unlike_production(photo: Photo) -> str | None:
+    """Why a photo would teach the wrong thing, or None.
+
+    A plate cut by the photo's edge or filling most of it (a close-up of the plate itself) labels
+    a region that touches the image border: a model trained on it marks photo edges as plates.
+    """
+    height, width = photo.image.shape[:2]
+    for x1, y1, x2, y2 in photo.boxes:
+        if x1 <= 2 or y1 <= 2 or x2 >= width - 2 or y2 >= height - 2:
+            return "plate cut by the photo's edge"
+        if x2 - x1 > 0.6 * width:
+            return "close-up of the plate"
+    return None
 
 
 def _synthetic_photo(seed: int, rng: np.random.Generator) -> Photo:
