@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import cv2
@@ -111,7 +112,11 @@ def test_mount_with_s3_backups(mounted: Path, weed: Seaweed, bucket: str) -> Non
     photos.write(PATH, original)
     clean = prepare_original(PATHS, photos, backups, Limits())
     assert clean.backup_created and clean.data == original
-    assert (mounted / "webroot" / PATHS.backup.lstrip("/")).read_bytes() == original  # visible in the mount too
+    backup = mounted / "webroot" / PATHS.backup.lstrip("/")
+    deadline = time.monotonic() + 10  # the FUSE mount lists a new object after its metadata cache expires
+    while not backup.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert backup.read_bytes() == original  # visible in the mount too
     photos.write(PATH, b"\xff\xd8\xff" + b"not ours")  # garbage over the original…
     with pytest.raises(Exception, match="JPEG"):
         prepare_original(PATHS, photos, backups, Limits())
@@ -202,4 +207,8 @@ def test_s3_backups_are_server_side_copies(mounted: Path, weed: Seaweed, bucket:
         ("webroot" + PATHS.backup, "webroot" + PATH, "*")
     ]
     assert not [name for name, _ in calls if name == "PutObject"]
-    assert (mounted / "webroot" / PATHS.backup.lstrip("/")).read_bytes() == original
+    backup = mounted / "webroot" / PATHS.backup.lstrip("/")
+    deadline = time.monotonic() + 10  # the FUSE mount lists a new object after its metadata cache expires
+    while not backup.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert backup.read_bytes() == original

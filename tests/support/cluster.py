@@ -32,9 +32,14 @@ class Cluster:
 
     def airflow(self, *command: str, timeout: float = 120) -> str:
         """Run an ``airflow`` command against this cluster and return its output."""
-        result = subprocess.run(
-            [AIRFLOW, *command], env=self.env, capture_output=True, text=True, timeout=timeout, check=False
-        )
+        for _attempt in range(3):
+            result = subprocess.run(
+                [AIRFLOW, *command], env=self.env, capture_output=True, text=True, timeout=timeout, check=False
+            )
+            # SQLite lets one writer in at a time: a command that meets the scheduler's write retries.
+            if not (result.returncode and "database is locked" in result.stderr):
+                break
+            time.sleep(2)
         if result.returncode:
             raise AssertionError(f"airflow {' '.join(command)} failed:\n{result.stdout}\n{result.stderr}")
         return result.stdout
