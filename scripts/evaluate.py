@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from platemask.config import DetectOptions, Limits
+from platemask.config import DetectOptions, Limits, RenderOptions
 from platemask.detect import Detection, PlateDetector
 from platemask.images import decode_any
 
@@ -124,7 +124,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", nargs="*", help=f"folders with gt.jsonl (default: {', '.join(DEFAULT_SETS)} in {DATA})")
     parser.add_argument("--conf", type=float, nargs="+", default=[DetectOptions.conf], help="confidence threshold(s)")
-    parser.add_argument("--padding", type=float, nargs="+", default=[0.10], help="mask padding(s), fraction of box")
+    parser.add_argument(
+        "--padding", type=float, nargs="+", default=[RenderOptions.padding], help="mask padding(s), fraction of box"
+    )
     parser.add_argument(
         "--flip",
         nargs="+",

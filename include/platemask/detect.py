@@ -1,14 +1,14 @@
-"""Plate detection with ultralytics YOLO.
+"""Plate detection: the plate model, loaded once per process, one pass per photo.
 
-The model is loaded lazily, once per process, and reused for every photo of every car the
-process handles: importing torch and compiling the model costs seconds of CPU, as much as a
-small car's real work. :meth:`PlateDetector.load_async` starts that work in the background so a
-task can back up and decode its first photos meanwhile.
+Exported models (OpenVINO IR, ONNX) run directly through :mod:`platemask.runtime`, so a car task
+never imports torch or ultralytics; ``.pt`` checkpoints go through ultralytics. The model is
+loaded lazily, once per process, and reused for every photo of every car the process handles;
+:meth:`PlateDetector.load_async` starts loading in the background so a task can back up and
+decode its first photos meanwhile.
 
-By default every photo is also searched mirrored left-right and both passes' plates are kept:
-the model misses some plates in one orientation that it finds in the other. On the labelled sets
-(scripts/evaluate.py, conf 0.10, padding 0.10) that hides 83.8 % of plates instead of 78.9 %, for
-twice the model time; lowering conf to 0.05 instead gains less (81.9 %) with more extra masks.
+``PLATEMASK_FLIP`` adds a second pass on the mirrored photo and keeps both passes' plates. It is
+off by default: on photos the model had never seen it added almost nothing for twice the model
+time, while 25 % mask padding (the default) hid more.
 """
 
 from __future__ import annotations

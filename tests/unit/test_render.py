@@ -91,7 +91,7 @@ def test_logo_uses_the_plate_outline() -> None:
     # A plate tilted by ~10°: the logo must follow it, inside the padded box.
     polygon = np.array([[300, 300], [460, 272], [468, 352], [308, 380]], np.float32)
     tilted = Detection(box=(300.0, 272.0, 468.0, 380.0), conf=0.9, polygon=polygon)
-    out = mask_plates(image, [tilted], replace(RenderOptions(), style="logo", banner=None))
+    out = mask_plates(image, [tilted], replace(RenderOptions(), style="logo", padding=0.10, banner=None))
     changed = np.abs(out.astype(int) - image.astype(int)).sum(axis=2) > 0
     ys, xs = np.nonzero(changed)
     # Everything drawn stays around the plate (its outline grown by the 10 % padding)…
