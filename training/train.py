@@ -101,10 +101,16 @@ def _export(last: Path, target: Path) -> int:
     if not last.is_file():
         print(f"no checkpoint at {last}", file=sys.stderr)
         return 2
+    import torch
+
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.name + ".partial")
     shutil.copyfile(last, partial)
     strip_optimizer(str(partial))
+    checkpoint = torch.load(partial, map_location="cpu", weights_only=False)
+    checkpoint["model"].names = {0: "plate"}  # single_cls training renames the class "item"
+    checkpoint["docs"] = "platemask plate model: platedet 0.0.2 fine-tuned by training/train.py"
+    torch.save(checkpoint, partial)
     partial.replace(target)
     print(target)
     return 0

@@ -112,7 +112,7 @@ def test_one_training_epoch_then_resume_from_its_checkpoint(built, tmp_path: Pat
 
     from platemask.detect import platedet_onnx
     from training.recover import recover, save_checkpoint
-    from training.train import _finished, train
+    from training.train import _export, _finished, train
 
     out, _ = built
     start = save_checkpoint(recover(platedet_onnx()), tmp_path / "start.pt", "platedet.onnx")
@@ -129,3 +129,9 @@ def test_one_training_epoch_then_resume_from_its_checkpoint(built, tmp_path: Pat
     trained = checkpoint["model"].float().state_dict()
     initial = torch.load(start, map_location="cpu", weights_only=False)["model"].float().state_dict()
     assert any(not torch.equal(trained[k], initial[k]) for k in initial if k.endswith("conv.weight"))
+    # Shipping: the optimizer stripped, the class named as the product names it.
+    shipped = tmp_path / "plates.pt"
+    assert _export(resumed, shipped) == 0
+    exported = torch.load(shipped, map_location="cpu", weights_only=False)
+    assert exported["optimizer"] is None and exported["model"].names == {0: "plate"}
+    assert shipped.stat().st_size < 25e6
