@@ -13,8 +13,11 @@ own ``airflow_local_settings.py`` (in ``$AIRFLOW_HOME/config``, which comes firs
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
+
+__all__: list[str] = []  # Airflow copies this module's public names into airflow.settings
 
 _TASK_RUNNERS = ("scheduler", "celery", "standalone")
 
@@ -30,8 +33,8 @@ def preload_photo_work() -> None:
 
         import platemask.pipeline
         import platemask.runtime  # noqa: F401
-    except ImportError:
-        pass  # a scheduler host without platemask installed runs no photo work
+    except Exception as exc:  # never stop Airflow from starting: tasks then import these themselves
+        logging.getLogger(__name__).warning("platemask preload skipped: %s: %s", type(exc).__name__, exc)
 
 
 preload_photo_work()

@@ -64,7 +64,9 @@ if os.fork() == 0:
     detector.load_async().result()
     os.write(write, json.dumps({"cpu": time.process_time()}).encode())
     os._exit(0)
-os.wait()
+os.close(write)
+_, status = os.wait()
+assert status == 0, f"the forked task failed ({status})"
 print(os.read(read, 1000).decode())
 """
 
@@ -146,6 +148,14 @@ def day_side_by_side(work: Path, args: argparse.Namespace) -> None:
     pristine = work / "pristine"
     rows = _make_day(pristine, args.cars, args.photos_per_car, args.photos)
     server = pgserver.get_server(work / "pgdata", cleanup_mode="stop")
+    try:
+        results, tasks = _runs(work, pristine, rows, day, server, args)
+    finally:
+        server.cleanup()
+    _print_day(results, tasks, len(rows))
+
+
+def _runs(work: Path, pristine: Path, rows: list[dict], day: dt.date, server, args) -> tuple[dict, list[dict]]:
     _seed(server.get_uri(), rows, day)
     socket_dir = server.get_uri().split("host=", 1)[1]
     photos = len(rows)
@@ -165,7 +175,10 @@ def day_side_by_side(work: Path, args: argparse.Namespace) -> None:
         results["real scheduler, LocalExecutor, pool of 2"], tasks = _scheduler_run(
             work / "scheduler", _fresh_copy(pristine, work / "scheduler" / "mount"), socket_dir
         )
-    server.cleanup()
+    return results, tasks
+
+
+def _print_day(results: dict, tasks: list[dict], photos: int) -> None:
     base = photos / results["the script it replaces (sequential)"]["wall"]
     print(f"   {'run':<42} {'wall s':>7} {'photos/s':>9} {'CPU-s/photo':>12} {'vs script':>10}")
     for label, run in results.items():

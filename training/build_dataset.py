@@ -29,6 +29,7 @@ import argparse
 import hashlib
 import io
 import json
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -105,6 +106,10 @@ def build(
     """Write the training set under ``out`` and return what it holds."""
     rng = np.random.default_rng(20261201)
     counts = Counts()
+    for folder in ("images", "labels", "dev_synthetic_jp"):
+        shutil.rmtree(out / folder, ignore_errors=True)  # a rebuild never keeps samples of an older one
+    if eval_data is not None and not eval_data.is_dir():
+        raise FileNotFoundError(f"evaluation sets {eval_data} not found: cannot keep them out of training")
     for split in ("train", "val"):
         (out / "images" / split).mkdir(parents=True, exist_ok=True)
         (out / "labels" / split).mkdir(parents=True, exist_ok=True)

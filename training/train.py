@@ -50,7 +50,10 @@ def train(
     from ultralytics import YOLO
 
     last = run / "weights" / "last.pt"
-    if last.is_file() and not _finished(last):
+    if last.is_file():
+        if _finished(last):
+            # Never train over a finished run: its weights may be what ships.
+            raise FileExistsError(f"{run} has finished; export it, or train again with another --name")
         YOLO(str(last)).train(resume=True, device=device)
         return last
     if not weights.is_file():

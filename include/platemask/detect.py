@@ -84,6 +84,7 @@ def default_model_path() -> Path:
     prepared = prepared_model_dir()
     if (prepared / "metadata.yaml").is_file():
         return prepared
+    log.warning("No prepared plate model in %s: using platedet's ONNX file (run platemask prepare-model)", prepared)
     return platedet_onnx()
 
 

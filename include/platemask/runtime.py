@@ -63,9 +63,17 @@ class SegmentationModel:
 
     def __init__(self, path: Path, cache_dir: Path | None = None) -> None:
         self.path = path
-        self.info = _read_info(path)
+        try:
+            if _ir_file(path):
+                self._run, metadata = _openvino(path, cache_dir), _yaml_metadata(path)
+            else:
+                self._run, metadata = _onnxruntime(path)
+            self.info = _info(metadata)
+        except ModelError:
+            raise
+        except Exception as exc:
+            raise ModelError(f"cannot load plate model {str(path)!r}: {exc}") from exc
         self._lock = threading.Lock()
-        self._run = _openvino(path, cache_dir) if _ir_file(path) else _onnxruntime(path)
 
     def predict(self, image: np.ndarray, conf: float, iou: float, max_det: int) -> list[RawDetection]:
         """Plates in one BGR photo, most confident first."""
@@ -73,16 +81,22 @@ class SegmentationModel:
         batch = np.repeat(tensor, self.info.batch, axis=0) if self.info.batch > 1 else tensor
         try:
             with self._lock:  # one inference request per model: OpenVINO parallelises inside it
-                rows, protos = self._run(batch)
+                outputs = self._run(batch)
         except Exception as exc:
             raise ModelError(f"inference failed with {self.path}: {exc}") from exc
-        kept = decode(rows[0], len(self.info.names), conf, iou, max_det)
+        rows = outputs[0][0]
+        protos = outputs[1][0] if len(outputs) > 1 else None  # a detection model has no mask prototypes
+        # Classes are what the rows hold besides the box and the mask weights, whatever the metadata says.
+        nc = rows.shape[0] - 4 - (protos.shape[0] if protos is not None else 0)
+        kept = decode(rows, nc, conf, iou, max_det)
         height, width = image.shape[:2]
         return [
             RawDetection(
                 box=_to_photo(row[:4], gain, pad, width, height),
                 conf=float(row[4]),
-                polygon=_outline(protos[0], row[6:], row[:4], self.info.imgsz, gain, pad, (height, width)),
+                polygon=None
+                if protos is None
+                else _outline(protos, row[6:], row[:4], self.info.imgsz, gain, pad, (height, width)),
             )
             for row in kept
         ]
@@ -177,7 +191,9 @@ def _outline(
     contours, _ = cv2.findContours(binary, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     if not contours:
         return None
-    contour = max(contours, key=len).reshape(-1, 2).astype(np.float32)
+    # All the mask's pieces: the mask is later fitted with one rotated rectangle (minAreaRect),
+    # and picking one piece could leave the rest of the plate outside it.
+    contour = np.concatenate(contours).reshape(-1, 2).astype(np.float32)
     if len(contour) < 3:
         return None
     contour += np.float32([lx1 - pad[0], ly1 - pad[1]])
@@ -188,22 +204,18 @@ def _outline(
     return contour
 
 
-def _read_info(path: Path) -> ModelInfo:
-    """Input size, batch and class names from the export's metadata (metadata.yaml or ONNX properties)."""
-    import ast
-
-    metadata: dict[str, Any] = {}
+def _yaml_metadata(path: Path) -> dict[str, Any]:
+    """An OpenVINO export's metadata.yaml (ultralytics writes it next to the IR), or nothing."""
     folder = path if path.is_dir() else path.parent
-    if (folder / "metadata.yaml").is_file() and _ir_file(path):
-        import yaml
+    if not (folder / "metadata.yaml").is_file():
+        return {}
+    import yaml
 
-        metadata = yaml.safe_load((folder / "metadata.yaml").read_text(encoding="utf-8")) or {}
-    elif path.suffix == ".onnx":
-        import onnxruntime
+    return yaml.safe_load((folder / "metadata.yaml").read_text(encoding="utf-8")) or {}
 
-        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        props = session.get_modelmeta().custom_metadata_map
-        metadata = {key: ast.literal_eval(props[key]) for key in ("imgsz", "batch", "names") if key in props}
+
+def _info(metadata: dict[str, Any]) -> ModelInfo:
+    """Input size, batch and class names from an export's metadata (ultralytics' keys)."""
     imgsz = metadata.get("imgsz", [640, 640])
     imgsz = (imgsz, imgsz) if isinstance(imgsz, int) else (int(imgsz[0]), int(imgsz[1]))
     names = {int(k): str(v) for k, v in (metadata.get("names") or {0: "plate"}).items()}
@@ -236,29 +248,33 @@ def _openvino(path: Path, cache_dir: Path | None) -> Any:
     request = compiled.create_infer_request()
     outputs = sorted(compiled.outputs, key=lambda port: len(port.get_partial_shape()))  # rows (3-D), then protos (4-D)
 
-    def run(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def run(batch: np.ndarray) -> list[np.ndarray]:
         result = request.infer({0: batch}, share_inputs=True)  # no copy of the input tensor
-        return np.asarray(result[outputs[0]]), np.asarray(result[outputs[1]])
+        return [np.asarray(result[port]) for port in outputs]
 
     return run
 
 
-def _onnxruntime(path: Path) -> Any:
+def _onnxruntime(path: Path) -> tuple[Any, dict[str, Any]]:
+    """A runner for an ONNX export, and the metadata ultralytics stores in its properties."""
+    import ast
+
     import onnxruntime
 
     try:
         session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     except Exception as exc:
         raise ModelError(f"cannot load plate model {str(path)!r}: {exc}") from exc
+    props = session.get_modelmeta().custom_metadata_map
+    metadata = {key: ast.literal_eval(props[key]) for key in ("imgsz", "batch", "names") if key in props}
     feed = session.get_inputs()[0]
     dtype = np.float16 if "float16" in feed.type else np.float32
     names = [o.name for o in sorted(session.get_outputs(), key=lambda o: len(o.shape))]  # rows, then protos
 
-    def run(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        rows, protos = session.run(names, {feed.name: batch.astype(dtype, copy=False)})
-        return rows, protos
+    def run(batch: np.ndarray) -> list[np.ndarray]:
+        return session.run(names, {feed.name: batch.astype(dtype, copy=False)})
 
-    return run
+    return run, metadata
 
 
 def default_cache_dir() -> Path:

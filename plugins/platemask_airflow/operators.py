@@ -97,7 +97,11 @@ class PlateMaskOperator(BaseOperator):
         return settings
 
     def _log_cost(self, results: list[CarResult], started_cpu_s: float, ready_cpu_s: float | None) -> None:
-        """What this task process cost: its start-up (fork, DAG parse, imports, model) and its photos."""
+        """What this task process cost: its start-up (fork, DAG parse, imports, model) and its photos.
+
+        The model loads while the first photos are read, so "until the model was ready" includes
+        that reading; a model loaded by an earlier task of the same process counts as free.
+        """
         photos = sum(r.processed for r in results)
         total = time.process_time()  # CPU of this task process since it was forked
         if photos and ready_cpu_s is not None:

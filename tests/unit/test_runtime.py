@@ -85,3 +85,17 @@ def test_a_car_task_never_imports_torch_or_ultralytics() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_the_outline_holds_every_piece_of_the_mask() -> None:
+    """A plate's mask in two pieces (a clean rectangle and a small ragged blob): both are outlined."""
+    from platemask.runtime import _outline
+
+    protos = np.full((1, 160, 160), -1.0, np.float32)
+    protos[0, 40:50, 20:55] = 1.0  # the plate, 4 corners once traced
+    protos[0, 44:47, 60:63] = 1.0  # a small piece beside it, inside the same box
+    protos[0, 45, 61] = -1.0  # ragged: more contour points than the rectangle
+    box = np.float32([4 * 18, 4 * 38, 4 * 66, 4 * 52])  # letterbox pixels (protos are 1/4 scale)
+    polygon = _outline(protos, np.float32([1.0]), box, (640, 640), gain=1.0, pad=(0, 0), photo_shape=(640, 640))
+    assert polygon is not None
+    assert polygon[:, 0].min() <= 4 * 20 + 1 and polygon[:, 0].max() >= 4 * 62
