@@ -114,9 +114,12 @@ def main() -> int:
     parser.add_argument("--photos-per-car", type=int, default=10)
     parser.add_argument("--photos", type=Path, help="your JPEGs (e.g. shared/platedata/openalpr_br/images)")
     parser.add_argument("--skip-scheduler", action="store_true", help="leave out the real scheduler run")
+    parser.add_argument("--skip-startup", action="store_true", help="leave out section 1")
+    parser.add_argument("--slots", type=int, default=2, help="car tasks at once (pool and parallelism)")
     args = parser.parse_args()
     print(f"Machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
-    startup()
+    if not args.skip_startup:
+        startup()
     work = Path(tempfile.mkdtemp(prefix="platemask-bench-"))
     try:
         day_side_by_side(work, args)
@@ -172,8 +175,8 @@ def _runs(work: Path, pristine: Path, rows: list[dict], day: dt.date, server, ar
     )
     tasks: list[dict] = []
     if not args.skip_scheduler:
-        results["real scheduler, LocalExecutor, pool of 2"], tasks = _scheduler_run(
-            work / "scheduler", _fresh_copy(pristine, work / "scheduler" / "mount"), socket_dir
+        results[f"real scheduler, LocalExecutor, pool of {args.slots}"], tasks = _scheduler_run(
+            work / "scheduler", _fresh_copy(pristine, work / "scheduler" / "mount"), socket_dir, args.slots
         )
     return results, tasks
 
@@ -195,13 +198,13 @@ def _print_day(results: dict, tasks: list[dict], photos: int) -> None:
         )
 
 
-def _scheduler_run(home: Path, mount: Path, socket_dir: str) -> tuple[dict, list[dict]]:
+def _scheduler_run(home: Path, mount: Path, socket_dir: str, slots: int) -> tuple[dict, list[dict]]:
     """Unpause the DAG on a real scheduler and time the scheduled run of the day, start to end."""
     from tests.support import cluster
 
     env = _airflow_env(home, mount, socket_dir)
     names = ("S3_MOUNT", "LOG_DIR", "AIRFLOW_CONN_UPLOAD_DB", "YOLO_CONFIG_DIR")
-    with cluster.running(home / "airflow", {name: env[name] for name in names}) as airflow:
+    with cluster.running(home / "airflow", {name: env[name] for name in names}, slots=slots) as airflow:
         airflow.wait(lambda: "plate_masking_daily" in airflow.airflow("dags", "list"), 300, "the DAG to be parsed")
         time.sleep(5)  # let the components settle: their start-up is not the day's cost
         busy0, wall0 = _machine_busy(), time.perf_counter()
@@ -223,6 +226,7 @@ def _car_tasks(home: Path) -> list[dict]:
     """Each mask_car task's wall time (metadata DB) and CPU figures (its log's cost line)."""
     db = sqlite3.connect(home / "airflow.db")
     walls = dict(db.execute("SELECT map_index, duration FROM task_instance WHERE task_id = 'mask_car'").fetchall())
+    _print_timeline(db)
     tasks = []
     for log in sorted(home.glob("logs/dag_id=plate_masking_daily/*/task_id=mask_car/map_index=*/attempt=*.log")):
         found = TASK_COST.search(log.read_text(encoding="utf-8", errors="replace"))
@@ -239,6 +243,33 @@ def _car_tasks(home: Path) -> list[dict]:
                 }
             )
     return tasks
+
+
+def _print_timeline(db: sqlite3.Connection) -> None:
+    """Where the scheduled run's wall time went: each task's span, and the gaps between them."""
+    import datetime as _dt
+
+    def when(value: str) -> float:
+        return _dt.datetime.fromisoformat(value).timestamp()
+
+    run_start, run_end = (when(v) for v in db.execute("SELECT start_date, end_date FROM dag_run").fetchone())
+    spans = {
+        task: (when(start), when(end))
+        for task, start, end in db.execute(
+            "SELECT task_id, min(start_date), max(end_date) FROM task_instance GROUP BY task_id"
+        ).fetchall()
+    }
+    plan, cars, finish = spans["plan_uploads"], spans["mask_car"], spans["finish_day"]
+    steps = [
+        ("run created → plan_uploads starts", plan[0] - run_start),
+        ("plan_uploads", plan[1] - plan[0]),
+        ("→ first mask_car starts", cars[0] - plan[1]),
+        ("all mask_car tasks", cars[1] - cars[0]),
+        ("→ finish_day starts", finish[0] - cars[1]),
+        ("finish_day", finish[1] - finish[0]),
+        ("→ run marked done", run_end - finish[1]),
+    ]
+    print("   the scheduled run, from its creation: " + "; ".join(f"{label} {sec:.1f} s" for label, sec in steps))
 
 
 def _machine_busy() -> float:

@@ -71,8 +71,11 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def running(home: Path, extra_env: dict[str, str]) -> Iterator[Cluster]:
-    """Start an API server, a scheduler and a DAG processor on ``home`` (SQLite, LocalExecutor)."""
+def running(home: Path, extra_env: dict[str, str], slots: int = 2) -> Iterator[Cluster]:
+    """Start an API server, a scheduler and a DAG processor on ``home`` (SQLite, LocalExecutor).
+
+    ``slots`` is both the executor's parallelism and the size of the ``plate_masking`` pool.
+    """
     port = _free_port()
     env = {
         **os.environ,
@@ -84,7 +87,7 @@ def running(home: Path, extra_env: dict[str, str]) -> Iterator[Cluster]:
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         # As in production: dates typed in the CLI and the UI are site days.
         "AIRFLOW__CORE__DEFAULT_TIMEZONE": "Asia/Tokyo",
-        "AIRFLOW__CORE__PARALLELISM": "2",
+        "AIRFLOW__CORE__PARALLELISM": str(slots),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
@@ -101,7 +104,7 @@ def running(home: Path, extra_env: dict[str, str]) -> Iterator[Cluster]:
     home.mkdir(parents=True, exist_ok=True)
     cluster = Cluster(env, home)
     cluster.airflow("db", "migrate", timeout=300)
-    cluster.airflow("pools", "set", "plate_masking", "2", "car tasks")
+    cluster.airflow("pools", "set", "plate_masking", str(slots), "car tasks")
     processes = []
     try:
         for name in ("api-server", "scheduler", "dag-processor"):
