@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from platemask.detect import platedet_onnx, quiet_ultralytics_environment
+from platemask.runtime import letterbox
 
 DEFAULT_OUT = Path(__file__).parent / "weights" / "platedet-recovered.pt"
 ARCHITECTURE = "yolov8s-seg.yaml"
@@ -141,7 +142,7 @@ def _calibrate(model: object, photos: Sequence[np.ndarray]) -> None:
     try:
         with torch.no_grad():
             for photo in photos:
-                model(torch.from_numpy(_letterbox(photo)))
+                model(torch.from_numpy(letterbox(photo, (640, 640))[0]))  # as the product feeds it
     finally:
         for hook in hooks:
             hook.remove()
@@ -156,19 +157,6 @@ def _calibrate(model: object, photos: Sequence[np.ndarray]) -> None:
             bn.running_var.copy_(var)
             bn.weight.copy_((var + bn.eps).sqrt())
             bn.bias.copy_(bias + mean)
-
-
-def _letterbox(photo: np.ndarray, size: int = 640) -> np.ndarray:
-    """A BGR photo as the model's (1, 3, size, size) float input, aspect kept, grey borders."""
-    import cv2
-
-    height, width = photo.shape[:2]
-    scale = size / max(height, width)
-    resized = cv2.resize(photo, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_LINEAR)
-    canvas = np.full((size, size, 3), 114, np.uint8)
-    top, left = (size - resized.shape[0]) // 2, (size - resized.shape[1]) // 2
-    canvas[top : top + resized.shape[0], left : left + resized.shape[1]] = resized
-    return np.ascontiguousarray(canvas[:, :, ::-1].transpose(2, 0, 1)[None], np.float32) / 255.0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -101,8 +102,6 @@ def prepare_default_model(target: Path | None = None) -> Path:
 
 def export_openvino(weights: Path, target: Path, imgsz: int = 640) -> Path:
     """An ultralytics ``.pt`` checkpoint as OpenVINO IR (fp16, batch 1) in ``target`` (needs torch)."""
-    import shutil
-
     quiet_ultralytics_environment()
     from ultralytics import YOLO
 
@@ -110,26 +109,19 @@ def export_openvino(weights: Path, target: Path, imgsz: int = 640) -> Path:
         copy = Path(tmp) / weights.name  # ultralytics writes the export next to the weights
         shutil.copyfile(weights, copy)
         exported = Path(YOLO(str(copy)).export(format="openvino", imgsz=imgsz, half=True, batch=1, verbose=False))
-        staging = target.with_name(target.name + ".partial")
-        shutil.rmtree(staging, ignore_errors=True)
-        shutil.copytree(exported, staging)
-    shutil.rmtree(target, ignore_errors=True)
-    staging.rename(target)
-    return target
+        staging = _staging(target)
+        shutil.copytree(exported, staging, dirs_exist_ok=True)
+    return _swap_in(staging, target)
 
 
 def _platedet_to_openvino(target: Path) -> Path:
-    import shutil
-
     import openvino as ov
     import yaml
 
     source = platedet_onnx()
     # Core.read_model reads ONNX directly (no converter tool, so no telemetry prompt).
     model = ov.Core().read_model(str(source))
-    staging = target.with_name(target.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
+    staging = _staging(target)
     ov.save_model(model, str(staging / "platedet.xml"), compress_to_fp16=True)
     metadata = {
         "description": "platedet 0.0.2 plate segmentation model (YOLOv8s-seg), OpenVINO IR",
@@ -141,6 +133,18 @@ def _platedet_to_openvino(target: Path) -> Path:
         "names": {0: "plate"},
     }
     (staging / "metadata.yaml").write_text(yaml.safe_dump(metadata), encoding="utf-8")
+    return _swap_in(staging, target)
+
+
+def _staging(target: Path) -> Path:
+    """An empty folder beside ``target``: a model is written whole there before it replaces the old one."""
+    staging = target.with_name(target.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    return staging
+
+
+def _swap_in(staging: Path, target: Path) -> Path:
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)
     return target

@@ -8,11 +8,16 @@ import numpy as np
 import pytest
 
 from platemask.detect import platedet_onnx
-from platemask.runtime import SegmentationModel
+from platemask.runtime import SegmentationModel, letterbox
 from platemask.synthetic import make_car_photo
-from training.recover import _letterbox, calibration_photos, recover, save_checkpoint
+from training.recover import calibration_photos, recover, save_checkpoint
 
 pytestmark = pytest.mark.model
+
+
+def _input(photo: np.ndarray) -> np.ndarray:
+    """A photo as the model's input, exactly as the product prepares it."""
+    return letterbox(photo, (640, 640))[0]
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +46,7 @@ def _torch_outputs(checkpoint: Path, x: np.ndarray) -> tuple[np.ndarray, np.ndar
 @pytest.mark.parametrize(
     "make_input",
     [
-        pytest.param(lambda: _letterbox(make_car_photo(seed=5).image), id="car-photo"),
+        pytest.param(lambda: _input(make_car_photo(seed=5).image), id="car-photo"),
         pytest.param(lambda: np.random.default_rng(1).random((1, 3, 640, 640), dtype=np.float32), id="noise"),
     ],
 )
@@ -62,7 +67,7 @@ def _train_mode_drift(model) -> float:
     """Mean relative change of the backbone's last features when BatchNorm uses the batch's statistics."""
     import torch
 
-    x = torch.from_numpy(np.concatenate([_letterbox(make_car_photo(seed=s).image) for s in (11, 12)]))
+    x = torch.from_numpy(np.concatenate([_input(make_car_photo(seed=s).image) for s in (11, 12)]))
     features: list[torch.Tensor] = []
     hook = model.model[9].register_forward_hook(lambda _m, _i, out: features.append(out.detach().clone()))
     try:
