@@ -212,8 +212,14 @@ def finish_day(tracking: DayTracking, *, skipped: int, refused: int = 0) -> DayS
                 record["error"] = "incomplete: the car task ended before this photo was processed"
                 set_status(record, "error", at)
         run_records = [processed[key] for key in run_keys]
-        mark_cars_done(processed.values(), {r["car_id"] for r in run_records}, at)
+        # Every car of the day, not only this run's: a run that died after its car tasks and
+        # before this step left verified cars that no later run would process again.
+        mark_cars_done(processed.values(), _cars_with_verified(processed.values()), at)
     return _summary(tracking.day, run_records, skipped, refused)
+
+
+def _cars_with_verified(records: Iterable[Record]) -> set[str]:
+    return {r["car_id"] for r in records if r["status"] == "verified"}
 
 
 def _summary(day: dt.date, records: Sequence[Record], skipped: int, refused: int) -> DaySummary:

@@ -147,6 +147,18 @@ def test_dead_car_task_is_reported_incomplete(settings, tracking, photos) -> Non
     assert record["status"] == "error" and record["error"].startswith("incomplete:")
 
 
+def test_cars_verified_by_a_run_that_died_before_finishing_become_done_next_run(settings, tracking, photos) -> None:
+    plan = plan_day(ROWS, tracking)
+    store = LocalStorage(settings.s3_mount)
+    for batch in plan.batches:  # every car task ran, then the run died before finish_day
+        process_cars(batch, tracking, settings=settings, store=store, detector=StubDetector())
+    plan, summary = _run_day(settings, tracking)
+    assert plan.photos == 0 and plan.skipped == 3
+    records = json.loads(_day_file(tracking))["processed"]
+    assert {key: r["status"] for key, r in records.items()} == {"1": "done", "2": "done", "3": "done"}
+    assert all(r["completed_at"] for r in records.values())
+
+
 def test_rerun_of_a_car_task_only_redoes_unfinished_photos(settings, tracking, photos, put_photo) -> None:
     put_photo(ROWS[1]["file_path"], b"")
     plan = plan_day(ROWS, tracking)
