@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
 import json
 import logging
 import os
@@ -53,6 +54,8 @@ STATUSES = ("pending", "processing", "verified", "done", "error")
 FINISHED = ("verified", "done")
 #: What a restore selects records by (spec rule 7): one status, or every record.
 RESTORE_STATUSES = ("done", "error", "verified", "all")
+#: A lock break takes milliseconds: a break token older than this belongs to a dead waiter.
+_BREAK_TOKEN_STALE_S = 60.0
 
 
 def site_now(timezone: str) -> dt.datetime:
@@ -255,11 +258,30 @@ class DayTracking:
             return ""
 
     def _break_stale_lock(self, stale_after: float) -> None:
-        age = self.store.age(self._lock_path)
-        if age is not None and age > stale_after:
-            log.warning("Breaking stale lock %s (%.0f s old, held by %s)", self._lock_path, age, self._holder())
-            self.store.delete(self._lock_path)
+        """Remove the lock if its holder looks dead, as a compare-and-swap on the holder.
 
+        Two waiters may both see the same stale lock. Deleting it straight away would let the
+        slower one delete the lock the faster one has just taken, and both would "hold" it. So
+        a break is claimed first by creating a token named after the stale holder (only one
+        waiter can create it), and the lock is removed only if, read again under the token, it
+        still has that holder and is still stale.
+        """
+        age = self.store.age(self._lock_path)
+        holder = self._holder()
+        if age is None or age <= stale_after or not holder:
+            return
+        token = f"{self._lock_path}.break-{hashlib.sha256(holder.encode()).hexdigest()[:16]}"
+        if not self.store.create(token, holder.encode()):
+            if (self.store.age(token) or 0.0) > _BREAK_TOKEN_STALE_S:  # a breaker died holding it
+                self.store.delete(token)
+            return
+        try:
+            age = self.store.age(self._lock_path)
+            if self._holder() == holder and age is not None and age > stale_after:
+                log.warning("Breaking stale lock %s (%.0f s old, held by %s)", self._lock_path, age, holder)
+                self.store.delete(self._lock_path)
+        finally:
+            self.store.delete(token)
 
 def _encode(doc: dict[str, Any]) -> str:
     """JSON with one record per line: readable and grep-able, and fast for 150,000 records.

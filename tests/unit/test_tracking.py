@@ -102,3 +102,54 @@ def test_stale_lock_is_broken(tmp_path: Path) -> None:
     with tracking.update() as doc:
         doc["processed"]["1"] = _record(1)
     assert not lock.exists()
+
+
+def test_two_waiters_breaking_one_stale_lock_never_both_hold_it(tmp_path: Path) -> None:
+    """B sees the stale lock, A breaks it and takes the lock, then B acts on what it saw."""
+    import os
+    import time
+
+    (tmp_path / "tracking").mkdir()
+    lock = tmp_path / "tracking/processed_20260203.json.lock"
+    lock.write_text("dead-host pid 1")
+    old = time.time() - 3600
+    os.utime(lock, (old, old))
+    first = DayTracking(LocalStorage(tmp_path), DAY)
+
+    class SlowWaiter(LocalStorage):
+        """Storage of waiter B: the lock changes hands right after B measured its age."""
+
+        interleaved = False
+
+        def age(self, path: str) -> float | None:
+            seen = super().age(path)
+            if path.endswith(".lock") and not self.interleaved:
+                self.interleaved = True
+                first._break_stale_lock(900.0)
+                assert first.store.create(first._lock_path, b"waiter A")
+            return seen
+
+    second = DayTracking(SlowWaiter(tmp_path), DAY)
+    second._break_stale_lock(900.0)
+    assert lock.read_text() == "waiter A"
+    assert not second.store.create(second._lock_path, b"waiter B")
+    assert sorted(p.name for p in (tmp_path / "tracking").iterdir()) == [lock.name]
+
+
+def test_a_break_token_left_by_a_dead_waiter_does_not_block_forever(tmp_path: Path) -> None:
+    import hashlib
+    import os
+    import time
+
+    tracking = DayTracking(LocalStorage(tmp_path), DAY)
+    (tmp_path / "tracking").mkdir()
+    lock = tmp_path / "tracking/processed_20260203.json.lock"
+    lock.write_text("dead-host pid 1")
+    token = lock.with_name(f"{lock.name}.break-{hashlib.sha256(b'dead-host pid 1').hexdigest()[:16]}")
+    token.write_text("dead-host pid 1")
+    old = time.time() - 3600
+    for path in (lock, token):
+        os.utime(path, (old, old))
+    with tracking.update() as doc:
+        doc["processed"]["1"] = _record(1)
+    assert sorted(p.name for p in (tmp_path / "tracking").iterdir()) == ["processed_20260203.json"]
