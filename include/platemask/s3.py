@@ -46,10 +46,13 @@ def parse_s3_url(url: str) -> tuple[str, str]:
 class S3Storage:
     """Objects under ``s3://bucket/prefix``; implements :class:`platemask.storage.Storage`."""
 
-    def __init__(self, client: Any, bucket: str, prefix: str = "") -> None:
+    def __init__(self, client: Any, bucket: str, prefix: str = "", *, copy_source: S3Storage | None = None) -> None:
+        """``copy_source``: where :meth:`create_from` finds its sources when they are not in this
+        bucket — the photo storage, when photos and backups are different buckets or prefixes."""
         self.client = client
         self.bucket = bucket
         self.prefix = prefix.strip("/")
+        self.copy_source = copy_source
 
     def __repr__(self) -> str:
         return f"S3Storage('s3://{self.bucket}/{self.prefix}')"
@@ -88,13 +91,14 @@ class S3Storage:
 
     def create_from(self, path: str, source: str, data: bytes) -> bool:
         """Server-side copy of ``source`` to ``path`` if absent; ``data`` is what ``source`` should hold."""
-        key, source_key = self.key(path), self.key(source)
+        origin = self.copy_source or self
+        key, source_key = self.key(path), origin.key(source)
         try:
             with self._errors("copy", key):
                 answer = self.client.copy_object(
                     Bucket=self.bucket,
                     Key=key,
-                    CopySource={"Bucket": self.bucket, "Key": source_key},
+                    CopySource={"Bucket": origin.bucket, "Key": source_key},
                     IfNoneMatch="*",
                 )
         except _AlreadyExistsError:
@@ -103,7 +107,7 @@ class S3Storage:
         etag = answer.get("CopyObjectResult", {}).get("ETag", "").strip('"')
         if etag != hashlib.md5(data, usedforsecurity=False).hexdigest() and self.read(path) != data:
             self.delete(path)
-            raise StorageError(f"s3://{self.bucket}/{source_key} changed while it was backed up; try again")
+            raise StorageError(f"{origin.describe(source)} changed while it was backed up; try again")
         return True
 
     def exists(self, path: str) -> bool:

@@ -159,8 +159,12 @@ def open_storage(settings: Settings, s3_client: Callable[[], Any] | None = None)
         return store, store
     from platemask.s3 import S3Storage
 
-    client = store.client if isinstance(store, S3Storage) else make_client()
-    return store, S3Storage(client, settings.backup_s3_bucket, settings.backup_s3_key_prefix)
+    if isinstance(store, S3Storage):  # photos in one bucket, backups copied into another
+        return store, S3Storage(
+            store.client, settings.backup_s3_bucket, settings.backup_s3_key_prefix, copy_source=store
+        )
+    # A mount of BACKUP_S3_BUCKET: the photo's object is at BACKUP_S3_KEY_PREFIX + its path.
+    return store, S3Storage(make_client(), settings.backup_s3_bucket, settings.backup_s3_key_prefix)
 
 
 def open_log_storage(settings: Settings, s3_client: Callable[[], Any] | None = None) -> Storage:

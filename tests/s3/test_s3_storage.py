@@ -212,3 +212,22 @@ def test_s3_backups_are_server_side_copies(mounted: Path, weed: Seaweed, bucket:
     while not backup.exists() and time.monotonic() < deadline:
         time.sleep(0.2)
     assert backup.read_bytes() == original
+
+
+def test_direct_s3_photos_with_backups_in_another_bucket(weed: Seaweed, bucket: str, settings) -> None:
+    """S3_MOUNT=s3://A/webroot with BACKUP_S3_BUCKET=B: the copy's source is A's object, not B's."""
+    from platemask.storage import open_storage
+
+    backup_bucket = f"{bucket}-backups"
+    weed.client().create_bucket(Bucket=backup_bucket)
+    settings = settings.with_overrides(
+        s3_mount=f"s3://{bucket}/webroot", backup_s3_bucket=backup_bucket, backup_s3_key_prefix="archive"
+    )
+    store, backups = open_storage(settings, weed.client)
+    original = jpeg_bytes(noisy_photo(seed=8))
+    store.write(PATH, original)
+    clean = prepare_original(PATHS, store, backups, Limits())
+    assert clean.backup_created and clean.data == original
+    body = weed.client().get_object(Bucket=backup_bucket, Key="archive" + PATHS.backup)["Body"].read()
+    assert body == original
+    assert not S3Storage(weed.client(), bucket, "webroot").exists(PATHS.backup)  # nothing in the photo bucket
