@@ -15,13 +15,13 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
 from platemask.backup import history_path
 from platemask.config import Settings
-from platemask.errors import MissingFileError, PlateMaskError, UnsafePathError
+from platemask.errors import MissingFileError, PlateMaskError
 from platemask.images import output_source, sha256
 from platemask.paths import photo_paths
 from platemask.storage import Storage
@@ -92,6 +92,11 @@ class RestoreReport:
             cars.setdefault(item.car_id, Counter())[item.action] += 1
         return {car: dict(counter) for car, counter in sorted(cars.items())}
 
+    def unmatched_cars(self) -> tuple[str, ...]:
+        """Requested car ids with no photo in the selected status (nothing done for them)."""
+        found = {f.car_id for f in self.files}
+        return tuple(car for car in self.request.car_ids if car not in found)
+
     @property
     def failed(self) -> bool:
         """Whether anything could not be restored (missing backups included)."""
@@ -107,6 +112,7 @@ class RestoreReport:
             "dry_run": self.request.dry_run,
             "counts": self.counts(),
             "cars": self.per_car(),
+            "unmatched_cars": list(self.unmatched_cars()),
             "problems": [f"{f.path}: {f.detail}" for f in self.files if f.action in ("error", "missing_backup")]
             + ([self.problem] if self.problem else []),
         }
@@ -132,6 +138,8 @@ class RestoreReport:
             mark = "⚠️" if counts.get("error") or counts.get("missing_backup") else "✅"
             detail = ", ".join(f"{action} {n}" for action, n in counts.items())
             lines.append(f"  {mark} {car}: {detail}")
+        for car in self.unmatched_cars():
+            lines.append(f"  ❔ no matching photos for car {car} (status={r.status})")
         lines.append("[/info]")
         return "\n".join(lines)
 
@@ -178,11 +186,19 @@ def restore_day(
 
     progress = _Progress(len(selected), progress_every)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="platemask-restore") as pool:
-        for outcome in pool.map(restore, selected):
-            report.files.append(outcome)
-            progress.step()
-    if not request.dry_run:
-        _record_restores(tracking, report)
+        futures = [pool.submit(restore, item) for item in selected]
+        try:
+            for future in futures:
+                report.files.append(future.result())
+                progress.step()
+        finally:
+            if len(report.files) < len(futures):  # interrupted (the task was killed): stop, keep what was done
+                for future in futures:
+                    future.cancel()
+                wait(futures)
+                report.files[:] = [f.result() for f in futures if not f.cancelled() and f.exception() is None]
+            if not request.dry_run:
+                _record_restores(tracking, report)
     log.info("Restore %s: %s", request.day, report.counts())
     return report
 
@@ -225,10 +241,11 @@ def _restore_one(
         if request.remove_detect:
             store.delete(paths.detect)
         return result("restored" if changed else "unchanged")
-    except UnsafePathError as exc:
-        return result("error", exc.describe())
     except PlateMaskError as exc:
         return result("error", exc.describe())
+    except Exception as exc:  # one file's surprise must not stop the others or go unrecorded
+        log.exception("Unexpected error restoring %s", path)
+        return result("error", f"unexpected {type(exc).__name__}: {exc}")
 
 
 def _record_restores(tracking: DayTracking, report: RestoreReport) -> None:

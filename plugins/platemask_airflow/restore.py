@@ -59,6 +59,8 @@ def run_restore(params: Mapping[str, Any], storage: tuple[Storage, Storage] | No
     log.info("Restore report:\n%s", text)
     for line in report.as_dict()["problems"]:
         log.warning("Not restored: %s", line)
+    for car_id in report.unmatched_cars():
+        log.warning("No matching photos for car %s (status=%s) on %s", car_id, request.status, request.day)
     client = chatwork_client(settings)
     if client is not None and report.files:
         client.post_message(text)

@@ -1,0 +1,92 @@
+"""Restores without Airflow: every selected file gets an outcome, and the tracking file hears of it."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from platemask.paths import photo_paths
+from platemask.restore import RestoreRequest, restore_day
+from platemask.storage import LocalStorage
+from platemask.tracking import DayTracking
+from tests.conftest import jpeg_bytes, noisy_photo
+
+DAY = dt.date(2026, 2, 3)
+PATHS = [f"/upfile/1041/8430/10418430{n:03d}.jpg" for n in (1, 2, 3)] + ["/upfile/1041/8457/10418457001.jpg"]
+
+
+@pytest.fixture
+def day(tmp_path: Path) -> tuple[LocalStorage, DayTracking, dict[str, bytes]]:
+    """Four processed photos: backups hold the originals, the website shows other bytes."""
+    store = LocalStorage(tmp_path / "mount")
+    originals = {}
+    tracking = DayTracking(LocalStorage(tmp_path / "logs"), DAY)
+    with tracking.update() as doc:
+        for n, path in enumerate(PATHS, start=1):
+            paths = photo_paths(path)
+            originals[path] = jpeg_bytes(noisy_photo(seed=n))
+            store.write(paths.backup, originals[path])
+            store.write(paths.original, jpeg_bytes(noisy_photo(seed=100 + n)))
+            car = path.split("/")[2] + path.split("/")[3]
+            history = [
+                {"status": "pending", "at": "2026-02-04 00:10:00"},
+                {"status": "done", "at": "2026-02-04 00:11:00"},
+            ]
+            doc["processed"][str(n)] = {
+                "file_id": n,
+                "car_id": car,
+                "path": path,
+                "status": "done",
+                "status_history": history,
+            }
+    return store, tracking, originals
+
+
+class _Exploding(LocalStorage):
+    """A storage whose write of one file fails in a way nobody planned for."""
+
+    def __init__(self, root: Path, bad: str, error: BaseException) -> None:
+        super().__init__(root)
+        self.bad, self.error = bad, error
+
+    def write(self, path: str, data: bytes) -> None:
+        if path == self.bad:
+            raise self.error
+        super().write(path, data)
+
+
+def test_an_unexpected_failure_on_one_file_does_not_stop_the_others(day, tmp_path: Path) -> None:
+    store, tracking, originals = day
+    broken = _Exploding(tmp_path / "mount", PATHS[1], RuntimeError("driver bug"))
+    report = restore_day(RestoreRequest(DAY, "done", dry_run=False), tracking, store=broken, backups=broken)
+    assert report.counts()["restored"] == 3 and report.counts()["error"] == 1
+    [problem] = [f for f in report.files if f.action == "error"]
+    assert problem.path == PATHS[1] and "RuntimeError: driver bug" in problem.detail
+    for path in PATHS[:1] + PATHS[2:]:
+        assert store.read(path) == originals[path]
+    processed = tracking.load()["processed"]
+    assert [key for key, r in processed.items() if r.get("restored_at")] == ["1", "3", "4"]
+
+
+def test_an_interrupted_restore_records_what_it_already_restored(day, tmp_path: Path) -> None:
+    store, tracking, originals = day
+    # The task is killed (SIGTERM raises in Airflow's task runner) while the third file is written.
+    interrupted = _Exploding(tmp_path / "mount", PATHS[2], KeyboardInterrupt())
+    with pytest.raises(KeyboardInterrupt):
+        restore_day(
+            RestoreRequest(DAY, "done", dry_run=False), tracking, store=interrupted, backups=interrupted, workers=1
+        )
+    recorded = {key for key, r in tracking.load()["processed"].items() if r.get("restored_at")}
+    on_disk = {str(n) for n, path in enumerate(PATHS, start=1) if store.read(path) == originals[path]}
+    assert recorded == on_disk and {"1", "2"} <= recorded and "3" not in recorded
+
+
+def test_a_dry_run_names_the_cars_it_found_nothing_for(day) -> None:
+    store, tracking, _ = day
+    request = RestoreRequest(DAY, "error", car_ids=("10418430", "99999999"))
+    report = restore_day(request, tracking, store=store, backups=store)
+    assert report.files == [] and report.unmatched_cars() == ("10418430", "99999999")
+    assert "no matching photos for car 10418430 (status=error)" in report.text()
+    assert report.as_dict()["unmatched_cars"] == ["10418430", "99999999"]
