@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import requests
+import tenacity
+import urllib3
 
 from platemask.errors import ChatworkError
 
@@ -131,7 +133,7 @@ class ChatworkClient:
     :param room_id: the room's id, the digits after ``#!rid`` in the room's address.
     :param api_url: API base URL (``CHATWORK_API_URL``), for proxies and tests.
     :param timeout: seconds to wait for a connection and for the answer.
-    :param retries: extra tries after a 429, a 5xx, a timeout or a connection failure.
+    :param retries: extra tries after a 429, a 5xx or a connection that could not be made.
     :param backoff: first wait between tries in seconds, doubled each time.
     :param max_delay: longest single wait, also for ``X-RateLimit-Reset``/``Retry-After``.
     :param session: a ready ``requests.Session``; by default one is built on first use.
@@ -195,7 +197,11 @@ class ChatworkClient:
         return f"{self.api_url}/rooms/{self.room_id}/messages"
 
     def post_message(self, body: str, *, self_unread: bool = False) -> str:
-        """Post ``body`` to the room, retrying passing failures, and return Chatwork's message id."""
+        """Post ``body`` to the room and return Chatwork's message id.
+
+        429 (after the wait it asks for), 5xx and connections that never reached the server are
+        tried again with backoff; an answer that never came is not, as the message may be posted.
+        """
         if not body:
             raise ChatworkError(f"Chatwork room {self.room_id}: the message body is empty")
         if len(body) > _API_MAX_BODY:
@@ -204,50 +210,66 @@ class ChatworkClient:
                 f"more than Chatwork's {_API_MAX_BODY}"
             )
         form = {"body": body, "self_unread": "1" if self_unread else "0"}
-        headers = {"X-ChatWorkToken": self._api_key, "Accept": "application/json"}
-        attempts = self.retries + 1
-        problem, delay = "no attempt made", 0.0
-        for attempt in range(attempts):
-            try:
-                response = self.session.post(self.messages_url, data=form, headers=headers, timeout=self.timeout)
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                # A read timeout may mean the message was posted after all; a rare duplicate
-                # summary is better than a silently missing one, so these are retried too.
-                problem = self._redact(f"cannot reach {self.api_url} ({type(exc).__name__})")
-                delay = self._backoff(attempt)
-            except requests.RequestException as exc:
-                raise ChatworkError(
-                    self._redact(f"Chatwork room {self.room_id}: request failed: {type(exc).__name__}: {exc}")
-                ) from None
-            else:
-                status = response.status_code
-                if 200 <= status < 300:
-                    return self._message_id(response)
-                detail = self._error_text(response)
-                if status != 429 and status < 500:
-                    raise ChatworkError(
-                        f"Chatwork refused the message for room {self.room_id}: HTTP {status}: {detail}"
-                    )
-                problem = f"HTTP {status}: {detail}"
-                delay = self._backoff(attempt)
-                if status == 429:
-                    delay = min(max(delay, self._server_wait(response)), self.max_delay)
-            if attempt + 1 < attempts:
-                log.warning(
-                    "Chatwork room %s: %s; trying again in %.1f s (attempt %d of %d)",
-                    self.room_id,
-                    problem,
-                    delay,
-                    attempt + 1,
-                    attempts,
-                )
-                self.sleep(delay)
-        raise ChatworkError(
-            f"Chatwork did not take the message for room {self.room_id} after {attempts} attempts: {problem}"
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(_PassingError),
+            stop=tenacity.stop_after_attempt(self.retries + 1),
+            wait=self._wait,
+            sleep=self.sleep,
+            before_sleep=self._log_retry,
+            reraise=True,
         )
+        try:
+            return retrying(self._post_once, form)
+        except _PassingError as failure:
+            raise ChatworkError(
+                f"Chatwork did not take the message for room {self.room_id} after {self.retries + 1} attempts: "
+                f"{failure.problem}"
+            ) from None
 
-    def _backoff(self, attempt: int) -> float:
-        return min(self.backoff * 2**attempt, self.max_delay)
+    def _post_once(self, form: dict[str, str]) -> str:
+        """One POST: the message id, a :class:`_PassingError` worth retrying, or a ChatworkError."""
+        headers = {"X-ChatWorkToken": self._api_key, "Accept": "application/json"}
+        try:
+            response = self.session.post(self.messages_url, data=form, headers=headers, timeout=self.timeout)
+        except requests.RequestException as exc:
+            if _never_sent(exc):
+                raise _PassingError(self._redact(f"cannot reach {self.api_url} ({type(exc).__name__})")) from None
+            if isinstance(exc, (requests.Timeout, requests.ConnectionError)):
+                # The request went out and no answer came: Chatwork may have posted it. Sending
+                # it again could post the summary twice, so this one is reported, not retried.
+                raise ChatworkError(
+                    self._redact(
+                        f"Chatwork room {self.room_id}: no answer from {self.api_url} ({type(exc).__name__}); "
+                        "the message may have been posted, so it is not sent again"
+                    )
+                ) from None
+            raise ChatworkError(
+                self._redact(f"Chatwork room {self.room_id}: request failed: {type(exc).__name__}: {exc}")
+            ) from None
+        status = response.status_code
+        if 200 <= status < 300:
+            return self._message_id(response)
+        detail = self._error_text(response)
+        if status != 429 and status < 500:
+            raise ChatworkError(f"Chatwork refused the message for room {self.room_id}: HTTP {status}: {detail}")
+        raise _PassingError(f"HTTP {status}: {detail}", self._server_wait(response) if status == 429 else 0.0)
+
+    def _wait(self, state: tenacity.RetryCallState) -> float:
+        """Exponential backoff, or longer when a 429 says how long; never over ``max_delay``."""
+        failure = state.outcome.exception() if state.outcome else None
+        server_wait = failure.server_wait if isinstance(failure, _PassingError) else 0.0
+        return min(max(self.backoff * 2 ** (state.attempt_number - 1), server_wait), self.max_delay)
+
+    def _log_retry(self, state: tenacity.RetryCallState) -> None:
+        failure = state.outcome.exception() if state.outcome else None
+        log.warning(
+            "Chatwork room %s: %s; trying again in %.1f s (attempt %d of %d)",
+            self.room_id,
+            getattr(failure, "problem", failure),
+            state.upcoming_sleep,
+            state.attempt_number,
+            self.retries + 1,
+        )
 
     @staticmethod
     def _server_wait(response: requests.Response) -> float:
@@ -297,6 +319,22 @@ class ChatworkClient:
     def _redact(self, text: str) -> str:
         # Servers and proxies sometimes echo request headers back; the token must not travel on.
         return text.replace(self._api_key, "***")
+
+
+class _PassingError(Exception):
+    """A failure that the same request may not meet again: 429, 5xx, no connection."""
+
+    def __init__(self, problem: str, server_wait: float = 0.0) -> None:
+        super().__init__(problem)
+        self.problem, self.server_wait = problem, server_wait
+
+
+def _never_sent(exc: requests.RequestException) -> bool:
+    """Whether the request certainly did not reach the server (no connection was made)."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    return isinstance(exc, requests.ConnectionError) and isinstance(reason, urllib3.exceptions.NewConnectionError)
 
 
 def send_summary(summary: DaySummary, client: ChatworkClient | None) -> str | None:

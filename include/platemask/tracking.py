@@ -283,6 +283,7 @@ class DayTracking:
         finally:
             self.store.delete(token)
 
+
 def _encode(doc: dict[str, Any]) -> str:
     """JSON with one record per line: readable and grep-able, and fast for 150,000 records.
 

@@ -17,6 +17,7 @@ import json
 import logging
 import re
 import threading
+import time
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -37,10 +38,11 @@ _MESSAGES_PATH = re.compile(r"^/v2/rooms/(?P<room_id>\d+)/messages$")
 class _Scripted:
     """One scripted answer, used ``times`` more times."""
 
-    status: int
+    status: int | None  # None: answer as usual (after ``delay``)
     times: int
     headers: dict[str, str] = field(default_factory=dict)
     body: Any = None
+    delay: float = 0.0
 
 
 class FakeChatwork:
@@ -107,6 +109,17 @@ class FakeChatwork:
         with self._lock:
             self._script.append(_Scripted(status, times, dict(headers or {}), body))
 
+    def delay_next(self, seconds: float, times: int = 1) -> None:
+        """Take the next ``times`` messages as usual, but answer only after ``seconds``.
+
+        A client that gives up earlier has had its message posted all the same: the case in
+        which sending again would post it twice.
+        """
+        if times < 1:
+            raise ValueError(f"times must be at least 1, not {times}")
+        with self._lock:
+            self._script.append(_Scripted(None, times, delay=seconds))
+
     def close(self) -> None:
         """Stop the server and free its port; safe to call twice."""
         if self._closed:
@@ -132,14 +145,16 @@ class FakeChatwork:
 
     # --- what the handler calls ------------------------------------------------------------
 
-    def _answer(self, record: dict[str, Any]) -> tuple[int, dict[str, str], Any]:
-        """Decide the answer to one parsed message request and record both."""
+    def _answer(self, record: dict[str, Any]) -> tuple[int, dict[str, str], Any, float]:
+        """Decide the answer to one parsed message request (and how long to wait) and record both."""
         with self._lock:
-            if self._script:
-                scripted = self._script[0]
+            scripted = self._script[0] if self._script else None
+            if scripted is not None:
                 scripted.times -= 1
                 if scripted.times == 0:
                     self._script.popleft()
+            delay = scripted.delay if scripted is not None else 0.0
+            if scripted is not None and scripted.status is not None:
                 status, headers = scripted.status, dict(scripted.headers)
                 payload = scripted.body if scripted.body is not None else _errors(status)
             elif record["token"] != self.token:
@@ -153,7 +168,7 @@ class FakeChatwork:
                 payload = {"message_id": message_id}
                 self._messages.append({**record, "message_id": message_id})
             self._requests.append({**record, "status": status})
-        return status, headers, payload
+        return status, headers, payload, delay
 
 
 def _errors(status: int) -> dict[str, list[str]]:
@@ -190,7 +205,9 @@ class _Handler(BaseHTTPRequestHandler):
             "form": form,
             "headers": dict(self.headers.items()),
         }
-        self._send(*self.server.fake._answer(record))
+        status, headers, payload, delay = self.server.fake._answer(record)
+        time.sleep(delay)
+        self._send(status, headers, payload)
 
     def do_GET(self) -> None:
         self._send(404, {}, {"errors": ["Resource not found"]})

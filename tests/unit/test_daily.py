@@ -152,7 +152,7 @@ def test_cars_verified_by_a_run_that_died_before_finishing_become_done_next_run(
     store = LocalStorage(settings.s3_mount)
     for batch in plan.batches:  # every car task ran, then the run died before finish_day
         process_cars(batch, tracking, settings=settings, store=store, detector=StubDetector())
-    plan, summary = _run_day(settings, tracking)
+    plan, _ = _run_day(settings, tracking)
     assert plan.photos == 0 and plan.skipped == 3
     records = json.loads(_day_file(tracking))["processed"]
     assert {key: r["status"] for key, r in records.items()} == {"1": "done", "2": "done", "3": "done"}

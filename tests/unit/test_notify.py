@@ -294,8 +294,8 @@ def test_connection_refused_raises_after_retries(sleeps: list[float], caplog: py
     assert "trying again" in caplog.text
 
 
-def test_read_timeout_is_retried(sleeps: list[float]) -> None:
-    # A socket that listens but never answers: the kernel completes the handshake, no reply comes.
+def test_read_timeout_is_not_retried(sleeps: list[float]) -> None:
+    # A socket that listens but never answers: the request went out, so it may have been posted.
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
         silent.listen(8)
@@ -305,12 +305,23 @@ def test_read_timeout_is_retried(sleeps: list[float]) -> None:
             room_id=ROOM,
             api_url=f"http://127.0.0.1:{port}/v2",
             timeout=0.2,
-            retries=1,
+            retries=3,
             sleep=sleeps.append,
         )
-        with pytest.raises(ChatworkError, match=r"after 2 attempts: cannot reach .*Timeout"):
+        with pytest.raises(
+            ChatworkError, match=r"no answer .*ReadTimeout.*may have been posted, so it is not sent again"
+        ):
             client.post_message("hello")
-    assert sleeps == [1.0]
+    assert sleeps == []
+
+
+def test_a_slow_answer_is_never_posted_twice(chatwork: FakeChatwork, sleeps: list[float]) -> None:
+    chatwork.delay_next(1.0)  # Chatwork takes the message, but answers after the client gave up
+    client = ChatworkClient(api_key=TOKEN, room_id=ROOM, api_url=chatwork.url, timeout=0.3, sleep=sleeps.append)
+    with pytest.raises(ChatworkError, match="may have been posted"):
+        client.post_message("hello")
+    time.sleep(1.0)
+    assert [m["body"] for m in chatwork.messages] == ["hello"] and len(chatwork.requests) == 1
 
 
 def test_success_without_message_id_is_an_error(chatwork: FakeChatwork, client: ChatworkClient) -> None:
