@@ -79,18 +79,19 @@ def plate_masking_daily() -> None:
         ti.xcom_push(key="counts", value=day_plan.counts())
         return day_plan.mapped_items()
 
-    @task(trigger_rule=TriggerRule.ALL_DONE, multiple_outputs=False)
-    def finish_day(counts: dict) -> dict:
+    @task(trigger_rule=TriggerRule.ALL_DONE)
+    def finish_day(ti: TaskInstance) -> dict:
         """Mark complete cars done, send the Chatwork summary, fail if any photo failed."""
         from platemask_airflow.daily import finish
 
-        return finish(counts)
+        # Pulled, not passed: when the plan failed there is no XCom and finish says so plainly.
+        return finish(ti.xcom_pull(task_ids="plan_uploads", key="counts"), run_id=ti.run_id)
 
     cars = plan_uploads()
     masked = PlateMaskOperator.partial(
         task_id="mask_car", pool="plate_masking", map_index_template="{{ car_label }}"
     ).expand_kwargs(cars)
-    masked >> finish_day(cars["counts"])
+    masked >> finish_day()
 
 
 plate_masking_daily()

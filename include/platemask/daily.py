@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -21,8 +22,8 @@ from zoneinfo import ZoneInfo
 
 from platemask.config import Settings
 from platemask.detect import PlateDetector, get_detector
-from platemask.errors import PlateMaskError, UnsafePathError
-from platemask.notify import CarOutcome, DaySummary
+from platemask.errors import ChatworkError, PlateMaskError, UnsafePathError
+from platemask.notify import CarOutcome, ChatworkClient, DaySummary, format_summary, send_summary
 from platemask.paths import validate_car_id
 from platemask.pipeline import Photo, PhotoOutcome, process_photos
 from platemask.storage import Storage
@@ -38,7 +39,7 @@ from platemask.tracking import (
     stamp,
 )
 
-__all__ = ["CarResult", "DayPlan", "finish_day", "plan_day", "process_cars", "target_day"]
+__all__ = ["CarResult", "DayPlan", "deliver_summary", "finish_day", "plan_day", "process_cars", "target_day"]
 
 log = logging.getLogger(__name__)
 
@@ -220,6 +221,32 @@ def finish_day(tracking: DayTracking, *, skipped: int, refused: int = 0) -> DayS
 
 def _cars_with_verified(records: Iterable[Record]) -> set[str]:
     return {r["car_id"] for r in records if r["status"] == "verified"}
+
+
+def deliver_summary(summary: DaySummary, tracking: DayTracking, client: ChatworkClient | None, *, run_id: str) -> str:
+    """Send the run's summary at most once and record how it went in the day file (rule 6).
+
+    Whether the photos were processed and whether Chatwork heard of it are different facts: a
+    failed send is logged and recorded under ``notifications``, never fails the day. A retried
+    finishing task does not post a summary that this run already posted with the same text.
+    """
+    text = format_summary(summary)
+    digest = hashlib.sha256(f"{run_id}\n{text}".encode()).hexdigest()[:16]
+    if any(n.get("digest") == digest and n.get("status") == "sent" for n in tracking.load().get("notifications", ())):
+        log.info("Chatwork summary for %s already sent by this run; not sending it again", summary.day)
+        return "already sent"
+    entry: dict[str, Any] = {"run_id": run_id, "digest": digest}
+    try:
+        message_id = send_summary(summary, client)
+    except ChatworkError as exc:
+        log.error("Chatwork summary for %s NOT sent: %s", summary.day, exc)
+        entry.update(status="failed", error=str(exc))
+    else:
+        entry.update(status="sent" if message_id else "not sent", message_id=message_id)
+    entry["at"] = stamp(site_now(tracking.timezone))
+    with tracking.update() as doc:
+        doc.setdefault("notifications", []).append(entry)
+    return entry["status"] if entry["status"] != "failed" else f"failed: {entry['error']}"
 
 
 def _summary(day: dt.date, records: Sequence[Record], skipped: int, refused: int) -> DaySummary:

@@ -12,8 +12,9 @@ from airflow.sdk import conf
 from airflow.sdk.exceptions import AirflowFailException
 
 from platemask.config import Settings
-from platemask.daily import DayPlan, finish_day, plan_day, target_day
-from platemask.notify import format_summary, send_summary
+from platemask.daily import DayPlan, deliver_summary, finish_day, plan_day, target_day
+from platemask.errors import ChatworkError
+from platemask.notify import format_summary
 from platemask_airflow.chatwork import chatwork_client
 from platemask_airflow.storage import day_tracking
 from platemask_airflow.uploads import fetch_day_uploads
@@ -39,18 +40,30 @@ def plan(sql_file: Path, date: str | None, logical_date: dt.datetime | None, *, 
     )
 
 
-def finish(counts: dict[str, Any]) -> dict[str, Any]:
+def finish(counts: dict[str, Any] | None, *, run_id: str) -> dict[str, Any]:
     """Merge the day, send the summary, and fail the run (after sending) if any photo failed."""
+    if counts is None:
+        # plan_uploads failed or never ran (this task runs whatever happened upstream).
+        raise AirflowFailException(
+            "nothing to finish: plan_uploads did not complete in this run, see its log. "
+            "Once the cause is fixed, clear plan_uploads with its downstream tasks."
+        )
     settings = Settings.from_env()
     tracking = day_tracking(settings, dt.date.fromisoformat(counts["date"]))
     summary = finish_day(tracking, skipped=counts["skipped"], refused=counts["refused"])
     log.info("Summary:\n%s", format_summary(summary))
-    send_summary(summary, chatwork_client(settings))
+    try:
+        client = chatwork_client(settings)
+    except ChatworkError as exc:
+        log.error("Chatwork is misconfigured, summary not sent: %s", exc)
+        client = None
+    chatwork = deliver_summary(summary, tracking, client, run_id=run_id)
     if summary.failed:
         failing = ", ".join(car.car_id for car in summary.cars if not car.ok) or "rows refused at planning"
         raise AirflowFailException(f"{summary.failed} photo(s) failed; cars: {failing}")
     result = asdict(summary)
     result["day"] = summary.day.isoformat()
+    result["chatwork"] = chatwork
     return result
 
 

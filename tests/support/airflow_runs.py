@@ -17,9 +17,22 @@ def load_dag(dag_id: str):
     return bag.get_dag(dag_id)
 
 
-def trigger(dag_id: str, logical_date: dt.datetime | None, conf: dict[str, Any] | None = None):
-    """One run, tasks executed in this process (``dag.test``); returns the finished DagRun."""
-    return load_dag(dag_id).test(logical_date=logical_date, run_conf=conf)
+def trigger(
+    dag_id: str,
+    logical_date: dt.datetime | None,
+    conf: dict[str, Any] | None = None,
+    *,
+    retries: dict[str, int] | None = None,
+):
+    """One run, tasks executed in this process (``dag.test``); returns the finished DagRun.
+
+    ``retries`` (task id → retries) replaces the DAG's retries of a task that a test makes fail
+    on purpose: ``dag.test`` honours retry delays, which are minutes with backoff.
+    """
+    dag = load_dag(dag_id)
+    for task_id, count in (retries or {}).items():
+        dag.task_dict[task_id].retries = count
+    return dag.test(logical_date=logical_date, run_conf=conf)
 
 
 def task_states(dag_run) -> dict[tuple[str, int], str]:
