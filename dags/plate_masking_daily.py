@@ -27,11 +27,13 @@ from pathlib import Path
 import pendulum
 from airflow.sdk import CronDataIntervalTimetable, Param, TaskInstance, TriggerRule, dag, task
 
+from platemask.config import car_tasks
 from platemask_airflow.notifiers import ChatworkNotifier
 from platemask_airflow.operators import PlateMaskOperator
 
 SITE_TIMEZONE = os.environ.get("PLATEMASK_TIMEZONE", "Asia/Tokyo")
 UPLOADS_SQL = Path(__file__).parents[1] / "include" / "sql" / "day_uploads.sql"
+CAR_TASKS = car_tasks()  # PLATEMASK_CAR_TASKS: car tasks at once, every run and worker together
 
 
 @dag(
@@ -89,7 +91,7 @@ def plate_masking_daily() -> None:
 
     cars = plan_uploads()
     masked = PlateMaskOperator.partial(
-        task_id="mask_car", pool="plate_masking", map_index_template="{{ car_label }}"
+        task_id="mask_car", max_active_tis_per_dag=CAR_TASKS, map_index_template="{{ car_label }}"
     ).expand_kwargs(cars)
     masked >> finish_day()
 

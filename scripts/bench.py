@@ -8,7 +8,7 @@
      ONNX, one pass, conf 0.25), mask, banner, write; one after the other, nothing else;
    - ``airflow dags test plate_masking_daily`` (one process);
    - a real Airflow: API server, scheduler (LocalExecutor, parallelism 2) and DAG processor, the
-     ``plate_masking`` pool of 2 created as the README says, the day run by the schedule.
+     ``PLATEMASK_CAR_TASKS=2`` as the README says, the day run by the schedule.
    For each: photos/s, CPU-s per photo (the whole machine's busy time while it ran, so Airflow's
    own processes count), and the ratio to the script; for the scheduler run also each car task's
    wall time and its CPU until the model was ready (its start-up: fork, DAG parse, imports,
@@ -115,7 +115,7 @@ def main() -> int:
     parser.add_argument("--photos", type=Path, help="your JPEGs (e.g. shared/platedata/openalpr_br/images)")
     parser.add_argument("--skip-scheduler", action="store_true", help="leave out the real scheduler run")
     parser.add_argument("--skip-startup", action="store_true", help="leave out section 1")
-    parser.add_argument("--slots", type=int, default=2, help="car tasks at once (pool and parallelism)")
+    parser.add_argument("--slots", type=int, default=2, help="car tasks at once (PLATEMASK_CAR_TASKS and parallelism)")
     args = parser.parse_args()
     print(f"Machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
     if not args.skip_startup:
@@ -175,7 +175,7 @@ def _runs(work: Path, pristine: Path, rows: list[dict], day: dt.date, server, ar
     )
     tasks: list[dict] = []
     if not args.skip_scheduler:
-        results[f"real scheduler, LocalExecutor, pool of {args.slots}"], tasks = _scheduler_run(
+        results[f"real scheduler, LocalExecutor, {args.slots} car tasks at once"], tasks = _scheduler_run(
             work / "scheduler", _fresh_copy(pristine, work / "scheduler" / "mount"), socket_dir, args.slots
         )
     return results, tasks

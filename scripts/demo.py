@@ -146,7 +146,6 @@ def run_demo(args: argparse.Namespace) -> int:
     with FakeChatwork(token="demo-token") as chatwork:
         env = _airflow_env(home, root, logs, socket_dir, chatwork.url)
         _airflow(env, "db", "migrate")
-        _airflow(env, "pools", "set", "plate_masking", "4", "plate masking car tasks")
         print(f"Running: airflow dags test plate_masking_daily {args.date}  (log: {out / 'dags-test.log'})")
         started = time.perf_counter()
         with (out / "dags-test.log").open("w") as log:

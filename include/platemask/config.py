@@ -42,6 +42,7 @@ VARIABLES: dict[str, str] = {
     "PLATEMASK_MAX_PIXELS": "Largest photo accepted, in pixels (default 40000000)",
     "PLATEMASK_MAX_BYTES": "Largest photo file accepted, in bytes (default 52428800)",
     "PLATEMASK_CARS_PER_TASK": "Cars handled by one mapped task (default 1: one task per car)",
+    "PLATEMASK_CAR_TASKS": "Car tasks that may run at once, all workers together (default 4)",
     "PLATEMASK_MODEL_CACHE": "Folder where OpenVINO keeps compiled models for later task processes (default: temp)",
     "PLATEMASK_PRELOAD": "Airflow workers import the photo libraries once for all car tasks they fork (default true)",
     "YOLO_CONFIG_DIR": "Writable folder for ultralytics settings (default: a platemask folder in the temp dir)",
@@ -175,6 +176,16 @@ class Settings:
         """Fail early, naming the variable, when no photo root is configured."""
         if not self.s3_mount:
             raise ConfigError("S3_MOUNT is not set: it must name the root of the /upfile/... photo paths")
+
+
+def car_tasks(environ: Mapping[str, str] | None = None) -> int:
+    """``PLATEMASK_CAR_TASKS``: how many car tasks may run at once, all workers together.
+
+    The daily DAG reads it when it is parsed (``max_active_tis_per_dag`` of ``mask_car``): a
+    bound that needs nothing created in Airflow first, unlike a pool, in which tasks of a
+    missing pool wait forever without a word.
+    """
+    return _Env(os.environ if environ is None else environ).integer("PLATEMASK_CAR_TASKS", 4, minimum=1)
 
 
 class _Env:

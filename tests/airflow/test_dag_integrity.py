@@ -44,6 +44,17 @@ def test_daily_shape(dagbag: DagBag) -> None:
     assert type(dag.timetable).__name__ == "CronDataIntervalTimetable"  # day D runs after D ends
     assert dag.max_active_runs == 1
     assert set(dag.params) == {"date", "force"}
+    # Bounded without a pool: a pool that nobody created leaves car tasks scheduled forever.
+    masks = dag.task_dict["mask_car"]
+    assert masks.pool == "default_pool" and masks.max_active_tis_per_dag == 4
+
+
+def test_car_task_bound_comes_from_the_environment() -> None:
+    probe = f"from airflow.dag_processing.dagbag import DagBag; b = DagBag(dag_folder={str(DAGS)!r}); "
+    probe += "print(b.dags['plate_masking_daily'].task_dict['mask_car'].max_active_tis_per_dag)"
+    env = {**os.environ, "PLATEMASK_CAR_TASKS": "9"}
+    result = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    assert result.stdout.split()[-1] == "9"
 
 
 def test_restore_form(dagbag: DagBag) -> None:

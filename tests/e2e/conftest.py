@@ -23,13 +23,6 @@ def airflow_db() -> None:
     """``airflow db migrate`` on SQLite in the session's temporary AIRFLOW_HOME."""
     airflow = Path(sys.executable).with_name("airflow")
     subprocess.run([str(airflow), "db", "migrate"], check=True, env=os.environ, capture_output=True)
-    # The car tasks run in this pool; a deployment's airflow-init creates it the same way.
-    subprocess.run(
-        [str(airflow), "pools", "set", "plate_masking", "4", "car tasks"],
-        check=True,
-        env=os.environ,
-        capture_output=True,
-    )
 
 
 @pytest.fixture(scope="session")

@@ -74,7 +74,8 @@ def _free_port() -> int:
 def running(home: Path, extra_env: dict[str, str], slots: int = 2) -> Iterator[Cluster]:
     """Start an API server, a scheduler and a DAG processor on ``home`` (SQLite, LocalExecutor).
 
-    ``slots`` is both the executor's parallelism and the size of the ``plate_masking`` pool.
+    ``slots`` is both the executor's parallelism and ``PLATEMASK_CAR_TASKS``. Nothing else is
+    set up in Airflow (no pool): what a fresh ``airflow standalone`` has.
     """
     port = _free_port()
     env = {
@@ -88,6 +89,7 @@ def running(home: Path, extra_env: dict[str, str], slots: int = 2) -> Iterator[C
         # As in production: dates typed in the CLI and the UI are site days.
         "AIRFLOW__CORE__DEFAULT_TIMEZONE": "Asia/Tokyo",
         "AIRFLOW__CORE__PARALLELISM": str(slots),
+        "PLATEMASK_CAR_TASKS": str(slots),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
@@ -104,7 +106,6 @@ def running(home: Path, extra_env: dict[str, str], slots: int = 2) -> Iterator[C
     home.mkdir(parents=True, exist_ok=True)
     cluster = Cluster(env, home)
     cluster.airflow("db", "migrate", timeout=300)
-    cluster.airflow("pools", "set", "plate_masking", str(slots), "car tasks")
     processes = []
     try:
         for name in ("api-server", "scheduler", "dag-processor"):
