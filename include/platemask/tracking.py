@@ -258,7 +258,10 @@ class DayTracking:
             return ""
 
     def _break_stale_lock(self, stale_after: float) -> None:
-        """Remove the lock if its holder looks dead, as a compare-and-swap on the holder.
+        """Remove the lock if its holder is dead, as a compare-and-swap on the holder.
+
+        Dead means: a process of this host that no longer runs (a task killed while it held the
+        lock must not block the day), or, from another host, a lock older than ``stale_after``.
 
         Two waiters may both see the same stale lock. Deleting it straight away would let the
         slower one delete the lock the faster one has just taken, and both would "hold" it. So
@@ -268,7 +271,7 @@ class DayTracking:
         """
         age = self.store.age(self._lock_path)
         holder = self._holder()
-        if age is None or age <= stale_after or not holder:
+        if age is None or not holder or (age <= stale_after and not _holder_is_gone(holder)):
             return
         token = f"{self._lock_path}.break-{hashlib.sha256(holder.encode()).hexdigest()[:16]}"
         if not self.store.create(token, holder.encode()):
@@ -277,11 +280,32 @@ class DayTracking:
             return
         try:
             age = self.store.age(self._lock_path)
-            if self._holder() == holder and age is not None and age > stale_after:
+            if self._holder() == holder and age is not None and (age > stale_after or _holder_is_gone(holder)):
                 log.warning("Breaking stale lock %s (%.0f s old, held by %s)", self._lock_path, age, holder)
                 self.store.delete(self._lock_path)
         finally:
             self.store.delete(token)
+
+
+def _holder_is_gone(holder: str) -> bool:
+    """Whether the lock's holder (``"<host> pid <pid> <token>"``) was a process of this host that has ended."""
+    parts = holder.split()
+    if len(parts) < 3 or parts[1] != "pid" or not parts[2].isdigit() or parts[0] != socket.gethostname():
+        return False
+    pid = int(parts[2])
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    try:  # a killed process waits as a zombie until its parent collects it: it is gone all the same
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def _encode(doc: dict[str, Any]) -> str:

@@ -153,3 +153,32 @@ def test_a_break_token_left_by_a_dead_waiter_does_not_block_forever(tmp_path: Pa
     with tracking.update() as doc:
         doc["processed"]["1"] = _record(1)
     assert sorted(p.name for p in (tmp_path / "tracking").iterdir()) == ["processed_20260203.json"]
+
+
+def test_a_lock_left_by_a_killed_process_of_this_host_is_broken_at_once(tmp_path: Path) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    tracking = DayTracking(LocalStorage(tmp_path), DAY)
+    (tmp_path / "tracking").mkdir()
+    lock = tmp_path / "tracking/processed_20260203.json.lock"
+    lock.write_text(f"{socket.gethostname()} pid {dead.pid} 0123abcd")  # fresh, but its holder is gone
+    with tracking.update() as doc:
+        doc["processed"]["1"] = _record(1)
+    assert not lock.exists() and "1" in tracking.load()["processed"]
+
+
+def test_a_fresh_lock_of_a_live_process_or_another_host_is_respected(tmp_path: Path) -> None:
+    import os
+    import socket
+
+    (tmp_path / "tracking").mkdir()
+    lock = tmp_path / "tracking/processed_20260203.json.lock"
+    for holder in (f"{socket.gethostname()} pid {os.getppid()} 0123abcd", "other-host pid 1 0123abcd"):
+        lock.write_text(holder)
+        tracking = DayTracking(LocalStorage(tmp_path), DAY)
+        tracking._break_stale_lock(900.0)
+        assert lock.read_text() == holder
