@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-fast lint format bench bench-scale evaluate dataset train clean
+.PHONY: install demo test test-fast lint format bench bench-scale chaos evaluate dataset train clean
 
 install: $(STAMP)
 
@@ -37,6 +37,12 @@ lint: install
 format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# The crash campaign of `make test` at full size: 50 SIGKILLs at random moments (KILLS=, SEED=).
+KILLS ?= 50
+chaos: install
+	PLATEMASK_CHAOS_KILLS=$(KILLS) $(if $(SEED),PLATEMASK_CHAOS_SEED=$(SEED)) \
+		$(BIN)/python -m pytest -s -p no:cacheprovider tests/e2e/test_crash.py
 
 bench: install
 	$(BIN)/python scripts/bench.py
