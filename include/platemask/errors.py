@@ -73,6 +73,13 @@ class BackupError(PlateMaskError):
     code = "backup"
 
 
+class PhotoChangedError(PlateMaskError):
+    """Staff replaced the photo while it was processed: processed again from the new upload."""
+
+    code = "photo_changed"
+    transient = True
+
+
 class OutputVerificationError(PlateMaskError):
     """An expected output is missing, undecodable or of the wrong size after writing."""
 

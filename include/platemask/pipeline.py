@@ -19,8 +19,8 @@ import numpy as np
 from platemask.backup import CleanOriginal, prepare_original
 from platemask.config import Settings
 from platemask.detect import Detection, PlateDetector
-from platemask.errors import InternalError, PlateMaskError
-from platemask.images import decode, encode_jpeg, sha256
+from platemask.errors import InternalError, PhotoChangedError, PlateMaskError
+from platemask.images import decode, encode_jpeg, output_source, sha256
 from platemask.paths import PhotoPaths, photo_paths
 from platemask.render import render_outputs
 from platemask.storage import Storage
@@ -150,6 +150,7 @@ def _finish(prepared: _Prepared, detections: list[Detection], settings: Settings
         outcome.sha256["detect"] = _write_verified(store, paths.detect, masked, clean, size, settings)
         outcome.outputs["detect"] = paths.detect
         if banner_only is not None:
+            _check_unchanged(store, paths.original, clean, settings)
             outcome.sha256["original"] = _write_verified(store, paths.original, banner_only, clean, size, settings)
             outcome.outputs["original"] = paths.original
     except PlateMaskError as exc:
@@ -159,6 +160,15 @@ def _finish(prepared: _Prepared, detections: list[Detection], settings: Settings
         outcome.error = InternalError(f"{type(exc).__name__}: {exc}")
     outcome.millis = round((prepared.work + time.perf_counter() - started) * 1000)
     return outcome
+
+
+def _check_unchanged(store: Storage, path: str, clean: CleanOriginal, settings: Settings) -> None:
+    """Refuse to write over an upload that arrived while this photo was processed (it would be lost)."""
+    current = store.read(path, max_bytes=settings.limits.max_bytes)
+    if sha256(current) != clean.sha256 and output_source(current) != clean.sha256:
+        raise PhotoChangedError(
+            f"{path} was replaced while it was processed; it is processed again from the new upload"
+        )
 
 
 def _write_verified(

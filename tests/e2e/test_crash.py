@@ -152,3 +152,34 @@ def _states(logs: Path) -> dict[str, int]:
     for part in (logs / "tracking").glob("*.parts/*.json"):
         records |= json.loads(part.read_text())["records"]
     return dict(Counter(r["status"] for r in records.values()))
+
+
+def test_the_same_day_run_twice_at_once(site: Site, chatwork, tmp_path: Path) -> None:
+    """A manual run started while the scheduled one is running (or a backfill over it)."""
+    good, bad = _seed(site)
+    logs = Path(os.environ["LOG_DIR"])
+    reference_root, reference_logs = tmp_path / "reference", tmp_path / "reference-logs"
+    shutil.copytree(site.root, reference_root)
+    env = dict(os.environ)
+    _run_day({**env, "S3_MOUNT": str(reference_root), "LOG_DIR": str(reference_logs)}, tmp_path / "reference.log")
+
+    runs = [
+        subprocess.Popen(
+            [AIRFLOW, "dags", "test", "plate_masking_daily", DAY.isoformat()],
+            env=env,
+            stdout=(tmp_path / f"run{n}.log").open("w"),
+            stderr=subprocess.STDOUT,
+        )
+        for n in (1, 2)
+    ]
+    for run in runs:
+        run.wait(timeout=600)
+    assert not _violations(site.root, logs, good)
+    doc = valid_tracking(json.loads((logs / "tracking" / f"processed_{DAY:%Y%m%d}.json").read_text()))
+    by_path = {r["path"]: r for r in doc["processed"].values()}
+    assert {u.path: by_path[u.path]["status"] for u in good} == {u.path: "done" for u in good}
+    assert by_path[bad.path]["status"] == "error"
+    for upload in good:  # one banner, the same masks: as if the day had run once
+        folder, name = upload.path.lstrip("/").rsplit("/", 1)
+        for relative in (upload.path.lstrip("/"), f"{folder}/.detect/{name}", f"{folder}/.backup/{name}"):
+            assert (site.root / relative).read_bytes() == (reference_root / relative).read_bytes(), relative

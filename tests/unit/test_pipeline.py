@@ -123,3 +123,29 @@ def test_on_start_called_before_each_photo(settings, put_photo) -> None:
         on_start=lambda p: started.append(p.file_id),
     )
     assert started == [1, 2]
+
+
+def test_a_photo_replaced_while_it_is_processed_is_not_overwritten(settings, put_photo, photo_root: Path) -> None:
+    path = f"{FOLDER}/10418430001.jpg"
+    old = put_photo(path, seed=1)
+    new = jpeg_bytes(noisy_photo(seed=2))
+
+    class StaffUploadMidway(LocalStorage):
+        """Staff upload a new version right after the masked copy was written."""
+
+        def write(self, target: str, data: bytes) -> None:
+            super().write(target, data)
+            if "/.detect/" in target:
+                (photo_root / path.lstrip("/")).write_bytes(new)
+
+    store = StaffUploadMidway(settings.s3_mount)
+    photo = Photo(1, "10418430", path, 1)
+    [outcome] = process_photos([photo], settings=settings, store=store, backups=store, detector=StubDetector())
+    assert outcome.error.code == "photo_changed" and outcome.error.transient
+    assert (photo_root / path.lstrip("/")).read_bytes() == new  # the new upload is kept
+    assert (photo_root / f"{FOLDER}/.backup/10418430001.jpg".lstrip("/")).read_bytes() == old
+
+    [retried] = _run(settings, [photo])  # the task's retry: the new upload is backed up and processed
+    assert retried.ok and retried.backup_history
+    assert output_source((photo_root / path.lstrip("/")).read_bytes()) == sha256(new)
+    assert (photo_root / f"{FOLDER}/.backup/10418430001.jpg".lstrip("/")).read_bytes() == new
