@@ -172,6 +172,13 @@ def test_server_dying_mid_run(tmp_path: Path, settings) -> None:
             if store.exists(detect):  # whatever exists is whole: PUTs are all or nothing
                 data = store.read(detect)
                 assert cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR).shape == (480, 640, 3)
+        # The car task's retry, once the server is back: the failed photos go through.
+        retry = [o.photo for o in errors]
+        again = list(process_photos(retry, settings=settings, store=store, backups=store, detector=StubDetector()))
+        assert all(o.ok for o in again), [o.error for o in again]
+        for photo in photos:
+            name = Path(photo.path).name
+            assert store.read(f"/upfile/1041/8430/.backup/{name}") == jpeg_bytes(noisy_photo(seed=photo.file_id))
     finally:
         server.stop()
 
