@@ -71,6 +71,74 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
+def _processes(commands: list[tuple[str, list[str], dict[str, str]]], home: Path) -> Iterator[None]:
+    """Start ``(name, argv, env)`` each in its own session, output in ``home/<name>.out``; stop them after."""
+    processes = []
+    try:
+        for name, argv, env in commands:
+            out = (home / f"{name}.out").open("w")
+            processes.append(
+                subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            )
+        yield
+    finally:
+        for process in processes:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in processes:
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait(5)
+
+
+@contextlib.contextmanager
+def celery_running(
+    home: Path, extra_env: dict[str, str], metadata_db: str, *, workers: int = 2, concurrency: int = 4
+) -> Iterator[Cluster]:
+    """API server, scheduler and DAG processor with CeleryExecutor, a real Redis, and ``workers``
+    Celery workers, each with its own AIRFLOW_HOME and temp folder: they share nothing but the
+    photo storage and LOG_DIR given in ``extra_env`` (and the code). ``metadata_db`` is an
+    SQLAlchemy URL of an empty PostgreSQL database.
+    """
+    redis_port = _free_port()
+    slots = workers * concurrency
+    celery = {
+        "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata_db,
+        "AIRFLOW__CELERY__BROKER_URL": f"redis://127.0.0.1:{redis_port}/0",
+        "AIRFLOW__CELERY__RESULT_BACKEND": f"redis://127.0.0.1:{redis_port}/1",
+        "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(concurrency),
+        "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": str(slots),
+    }
+    home.mkdir(parents=True, exist_ok=True)
+    redis = [
+        "redis-server", "--bind", "127.0.0.1", "--port", str(redis_port), "--save", "", "--appendonly", "no",
+        "--dir", str(home),
+    ]  # fmt: skip
+    with (
+        _processes([("redis", redis, dict(os.environ))], home),
+        running(home, {**extra_env, **celery}, slots) as cluster,
+    ):
+        commands = []
+        for n in range(1, workers + 1):
+            worker_home = home / f"worker{n}"
+            (worker_home / "tmp").mkdir(parents=True, exist_ok=True)
+            env = {
+                **cluster.env,
+                "AIRFLOW_HOME": str(worker_home),
+                "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(worker_home / "logs"),
+                "TMPDIR": str(worker_home / "tmp"),
+            }
+            argv = [AIRFLOW, "celery", "worker", "--celery-hostname", f"worker{n}@%h", "--skip-serve-logs"]
+            commands.append((f"worker{n}", argv, env))
+        with _processes(commands, home):
+            yield cluster
+
+
+@contextlib.contextmanager
 def running(home: Path, extra_env: dict[str, str], slots: int = 2) -> Iterator[Cluster]:
     """Start an API server, a scheduler and a DAG processor on ``home`` (SQLite, LocalExecutor).
 
@@ -80,7 +148,6 @@ def running(home: Path, extra_env: dict[str, str], slots: int = 2) -> Iterator[C
     port = _free_port()
     env = {
         **os.environ,
-        **extra_env,
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
@@ -102,27 +169,14 @@ def running(home: Path, extra_env: dict[str, str], slots: int = 2) -> Iterator[C
         "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "600",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+        **extra_env,
     }
     home.mkdir(parents=True, exist_ok=True)
     cluster = Cluster(env, home)
     cluster.airflow("db", "migrate", timeout=300)
-    processes = []
-    try:
-        for name in ("api-server", "scheduler", "dag-processor"):
-            command = [AIRFLOW, name] + (["--port", str(port)] if name == "api-server" else [])
-            out = (home / f"{name}.out").open("w")
-            processes.append(
-                subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-            )
+    commands = [
+        (name, [AIRFLOW, name] + (["--port", str(port)] if name == "api-server" else []), env)
+        for name in ("api-server", "scheduler", "dag-processor")
+    ]
+    with _processes(commands, home):
         yield cluster
-    finally:
-        for process in processes:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-        for process in processes:
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait(5)
