@@ -37,4 +37,29 @@ def preload_photo_work() -> None:
         logging.getLogger(__name__).warning("platemask preload skipped: %s: %s", type(exc).__name__, exc)
 
 
+def fill_in_api_base_url() -> None:
+    """With only ``[api] port`` changed, point task processes and links at that port.
+
+    Airflow's default execution API URL is ``http://localhost:8080/execution/`` whatever port
+    the API server listens on, so with ``AIRFLOW__API__PORT=8123`` alone every task dies
+    reaching 8080, with nothing in its log, and log links in Chatwork point at 8080. When
+    neither ``[api] base_url`` nor ``[core] execution_api_server_url`` is set, derive both from
+    the API server's own host and port.
+    """
+    try:
+        from airflow.configuration import conf
+
+        if conf.get("api", "base_url", fallback=None) or conf.get("core", "execution_api_server_url", fallback=None):
+            return
+        port = conf.get("api", "port", fallback="8080")
+        if port == "8080":
+            return
+        host = conf.get("api", "host", fallback="") or "localhost"
+        host = "localhost" if host in ("0.0.0.0", "::", "") else host  # listening everywhere: reach it locally
+        os.environ["AIRFLOW__API__BASE_URL"] = f"http://{host}:{port}"
+    except Exception as exc:  # never stop Airflow from starting over this
+        logging.getLogger(__name__).warning("platemask could not derive [api] base_url: %s", exc)
+
+
+fill_in_api_base_url()
 preload_photo_work()
