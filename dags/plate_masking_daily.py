@@ -3,19 +3,23 @@
 
 Hides the licence plates in the photos uploaded on one site-local day.
 
-```
-plan_uploads ──► mask_car (one task per car, labelled with its car id) ──► finish_day
- PostgresHook     backup → detect → mask + banner → verify → tracking part   marks cars done,
- upload_db                                                                   Chatwork summary
-```
+1. **plan_uploads**: reads the day's uploads from `upload_db` (PostgresHook) and writes each
+   car's work into the day's tracking file.
+2. **mask_car**, one task per car, labelled with its car id: backup → plate detection →
+   mask + banner → verify → tracking.
+3. **finish_day**: marks complete cars `done` and posts the Chatwork summary.
 
-* **Schedule**: the run for day D starts when D ends (Asia/Tokyo by default) and processes D;
-  `airflow backfill create --dag-id plate_masking_daily --from-date ... --to-date ...` does past days.
+* **Schedule**: the run for day D starts when D ends (Asia/Tokyo by default) and processes D.
+  Switching the DAG on also creates the run of the last finished day, which goes before a
+  manual run.
+* **Backfill** (Trigger → Backfill): the From/To pickers are in the UI's time zone (user menu →
+  Timezone, your browser's by default). Set it to Asia/Tokyo first, or the days shift by one.
+  CLI: `airflow backfill create --dag-id plate_masking_daily --from-date ... --to-date ...`.
 * **Manual run**: the `date` field picks the day (empty: the run's logical date, else today);
   `force` reprocesses photos that are already done. Otherwise only new, changed or unfinished
   photos are processed, so running a day twice is safe and cheap.
-* **A red car**: fix the cause, then *Clear* that `mask_car` task **with downstream** so
-  `finish_day` updates the day's tracking file and summary.
+* **A red car**: fix the cause, then *Clear* that `mask_car` task; keep "Downstream" selected
+  (it is by default) so `finish_day` updates the day's tracking file and summary.
 """
 
 from __future__ import annotations
@@ -54,7 +58,7 @@ CAR_TASKS = car_tasks()  # PLATEMASK_CAR_TASKS: car tasks at once, every run and
             type=["null", "string"],
             format="date",
             title="Day to process",
-            description="Site-local upload day, YYYY-MM-DD. Empty: the run's logical date, or today.",
+            description="Site-local upload day as YYYY-MM-DD (e.g. 2026-02-03). Empty: the logical date, or today.",
         ),
         "force": Param(
             False,

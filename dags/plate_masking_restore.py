@@ -3,21 +3,16 @@
 
 Puts original photos back from their `.backup/` copies, chosen from one day's tracking file.
 
-```
-restore_originals: tracking file ─► select by status and car ─► backup → original (atomic, checked)
-                                                                 ─► report: log, XCom, Chatwork
-```
-
-Trigger it with the form, or from the command line:
-
-```
-airflow dags trigger plate_masking_restore \
-    --conf '{"date": "2026-02-03", "status": "done", "car_id": "10418430", "dry_run": false}'
-```
+1. **restore_originals** reads the day's tracking file and selects the photos by status and car.
+2. Each selected backup is copied over its original (atomically) and checked byte for byte.
+3. The report goes to the task log, XCom and Chatwork, one line per car; a car id that matches
+   no photo is named ("no matching photos for car …").
 
 `dry_run` is on by default: the first trigger only reports what would be restored. Backups are
 never modified. Restored records get a `restored` entry in their history; the daily run does
-not process them again unless it is run with `force`.
+not process them again unless it is run with `force`. From the command line:
+`airflow dags trigger plate_masking_restore --conf '{"date": "2026-02-03", "status": "done",
+"car_id": "10418430", "dry_run": false}'`.
 """
 
 from __future__ import annotations
@@ -41,7 +36,7 @@ from platemask_airflow.restore import CAR_ID_PATTERN, RESTORE_STATUSES
             type="string",
             format="date",
             title="Day",
-            description="The day whose tracking file lists the photos (YYYY-MM-DD).",
+            description="The day whose tracking file lists the photos, as YYYY-MM-DD (e.g. 2026-02-03).",
         ),
         "status": Param(
             type="string",
@@ -55,7 +50,10 @@ from platemask_airflow.restore import CAR_ID_PATTERN, RESTORE_STATUSES
             pattern=CAR_ID_PATTERN,
             items={"type": "string", "pattern": CAR_ID_PATTERN},
             title="Car ids",
-            description="Only these cars: one id, several separated by commas, or a JSON list. Empty: all cars.",
+            description=(
+                "Only these cars. A car id is 5 to 64 letters, digits, '-' or '_', starting with a letter or "
+                "digit (e.g. 10418430); several are separated by commas (10418430, 10418457). Empty: all cars."
+            ),
         ),
         "dry_run": Param(
             True,
