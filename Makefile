@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-fast lint format bench bench-scale chaos evaluate dataset train clean
+.PHONY: install demo ui test test-fast lint format bench bench-scale chaos evaluate dataset train clean
 
 install: $(STAMP)
 
@@ -24,6 +24,10 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml $(wildcard includ
 
 demo: install
 	$(BIN)/python scripts/demo.py $(if $(PHOTOS),--photos "$(PHOTOS)")
+
+# A real Airflow UI on 127.0.0.1 with the demo day loaded (PORT=8080); Ctrl-C stops it all.
+ui: install
+	$(BIN)/python scripts/ui.py $(if $(PORT),--port $(PORT))
 
 test: install
 	$(BIN)/ruff check .

@@ -30,6 +30,11 @@ class Cluster:
     env: dict[str, str]
     home: Path
 
+    @property
+    def url(self) -> str:
+        """The UI and REST API."""
+        return f"http://127.0.0.1:{self.env['AIRFLOW__API__PORT']}"
+
     def airflow(self, *command: str, timeout: float = 120) -> str:
         """Run an ``airflow`` command against this cluster and return its output."""
         for _attempt in range(3):
@@ -139,13 +144,13 @@ def celery_running(
 
 
 @contextlib.contextmanager
-def running(home: Path, extra_env: dict[str, str], slots: int = 2) -> Iterator[Cluster]:
+def running(home: Path, extra_env: dict[str, str], slots: int = 2, port: int | None = None) -> Iterator[Cluster]:
     """Start an API server, a scheduler and a DAG processor on ``home`` (SQLite, LocalExecutor).
 
     ``slots`` is both the executor's parallelism and ``PLATEMASK_CAR_TASKS``. Nothing else is
     set up in Airflow (no pool): what a fresh ``airflow standalone`` has.
     """
-    port = _free_port()
+    port = port or _free_port()
     env = {
         **os.environ,
         "AIRFLOW_HOME": str(home),
@@ -174,9 +179,12 @@ def running(home: Path, extra_env: dict[str, str], slots: int = 2) -> Iterator[C
     home.mkdir(parents=True, exist_ok=True)
     cluster = Cluster(env, home)
     cluster.airflow("db", "migrate", timeout=300)
+    # Everything on 127.0.0.1: the API server is bound there, and the scheduler's log server
+    # (all interfaces, no setting for it) is not needed, as LocalExecutor's logs are local files.
     commands = [
-        (name, [AIRFLOW, name] + (["--port", str(port)] if name == "api-server" else []), env)
-        for name in ("api-server", "scheduler", "dag-processor")
+        ("api-server", [AIRFLOW, "api-server", "--port", str(port)], env),
+        ("scheduler", [AIRFLOW, "scheduler", "--skip-serve-logs"], env),
+        ("dag-processor", [AIRFLOW, "dag-processor"], env),
     ]
     with _processes(commands, home):
         yield cluster
