@@ -50,7 +50,8 @@ format: install
 KILLS ?= 50
 chaos: install
 	PLATEMASK_CHAOS_KILLS=$(KILLS) $(if $(SEED),PLATEMASK_CHAOS_SEED=$(SEED)) \
-		$(BIN)/python -m pytest -s -p no:cacheprovider tests/e2e/test_crash.py
+		$(BIN)/python -m pytest -s -p no:cacheprovider --basetemp="$$(mktemp -d /tmp/platemask-chaos.XXXXXX)" \
+		tests/e2e/test_crash.py
 
 bench: install
 	$(BIN)/python scripts/bench.py
