@@ -16,10 +16,12 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml $(wildcard includ
 	$(BIN)/python -m pip install --quiet --no-deps platedet==0.0.2
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	$(BIN)/platemask prepare-model
-	# Redis for the Celery test, from Debian (root only; elsewhere that test is skipped).
-	@command -v redis-server >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server >/dev/null; } || \
-		echo "NOTE: no redis-server (Debian package redis-server): the Celery test will be skipped"
+	# Redis for the Celery test and Chromium for the browser tests, from Debian (root only;
+	# elsewhere those tests are skipped).
+	@command -v redis-server >/dev/null && command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		{ [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+		--no-install-recommends redis-server chromium chromium-driver >/dev/null; } || \
+		echo "NOTE: no redis-server/chromium/chromedriver (Debian): the Celery and browser tests will be skipped"
 	touch $@
 
 demo: install
