@@ -42,15 +42,7 @@ def test_two_celery_workers_run_a_day_of_sixteen_cars(site: Site, chatwork, post
     socket_dir = postgres.get_uri().split("host=", 1)[1]
     metadata = f"postgresql+psycopg2://postgres@/airflow_celery?host={socket_dir}"
 
-    names = (
-        "S3_MOUNT",
-        "LOG_DIR",
-        "AIRFLOW_CONN_UPLOAD_DB",
-        "CHATWORK_API_KEY",
-        "CHATWORK_ROOM_ID",
-        "CHATWORK_API_URL",
-    )
-    env = {name: os.environ[name] for name in names}
+    env = cluster.site_environment()
     with cluster.celery_running(tmp_path / "airflow", env, metadata, workers=2, concurrency=4) as airflow:
         airflow.wait(lambda: "plate_masking_daily" in airflow.airflow("dags", "list"), 180, "the DAG to be parsed")
         airflow.airflow("dags", "unpause", "plate_masking_daily")
@@ -70,7 +62,8 @@ def test_two_celery_workers_run_a_day_of_sixteen_cars(site: Site, chatwork, post
     assert len(spans) == CARS
     at_once = max(sum(start <= moment < end for start, end in spans) for moment, _ in spans)
     print(f"car tasks at once: {at_once}")
-    assert at_once == 8  # two workers × concurrency 4 (PLATEMASK_CAR_TASKS=8), all busy
+    # Both workers at work together (more than one worker's 4 slots), never over PLATEMASK_CAR_TASKS=8.
+    assert 4 < at_once <= 8
 
     # Both workers ran car tasks (each writes the logs of the tasks it ran into its own home).
     for n in (1, 2):

@@ -25,15 +25,7 @@ def test_backfill_processes_each_day(site: Site, chatwork, tmp_path: Path) -> No
         uploads[day] = site.add(car, f"{car}001.jpg", photo, branch_no=1, day=day)
     site.add(10418499, "10418499001.jpg", encode_jpeg(make_car_photo(9).image), branch_no=1, day=dt.date(2026, 2, 3))
 
-    names = (
-        "S3_MOUNT",
-        "LOG_DIR",
-        "AIRFLOW_CONN_UPLOAD_DB",
-        "CHATWORK_API_KEY",
-        "CHATWORK_ROOM_ID",
-        "CHATWORK_API_URL",
-    )
-    with cluster.running(tmp_path / "airflow", {name: os.environ[name] for name in names}) as airflow:
+    with cluster.running(tmp_path / "airflow", cluster.site_environment()) as airflow:
         airflow.wait(lambda: "plate_masking_daily" in airflow.airflow("dags", "list"), 180, "the DAG to be parsed")
         airflow.airflow("dags", "unpause", "plate_masking_daily")
         airflow.airflow(

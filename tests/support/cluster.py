@@ -69,6 +69,22 @@ class Cluster:
         raise AssertionError(f"timed out waiting for {what}\n{state}\n{logs}")
 
 
+#: What a site's tasks need from the test's environment (set by the ``site`` fixture).
+SITE_VARIABLES = (
+    "S3_MOUNT",
+    "LOG_DIR",
+    "AIRFLOW_CONN_UPLOAD_DB",
+    "CHATWORK_API_KEY",
+    "CHATWORK_ROOM_ID",
+    "CHATWORK_API_URL",
+)
+
+
+def site_environment() -> dict[str, str]:
+    """The site's variables, to hand to a cluster's components."""
+    return {name: os.environ[name] for name in SITE_VARIABLES}
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
