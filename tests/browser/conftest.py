@@ -34,8 +34,23 @@ def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     sys.path.insert(0, str(REPO / "scripts"))
     import ui as ui_script
 
+    before = listening_sockets()
     with ui_script.running_site(tmp_path_factory.mktemp("ui"), DAY) as site:
+        site.opened_sockets = listening_sockets() - before
         yield site
+
+
+def listening_sockets() -> set[tuple[str, int]]:
+    """``(address, port)`` of every listening TCP socket on this machine, from /proc/net."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table, encoding="ascii") as lines:
+            for line in list(lines)[1:]:
+                local, state = line.split()[1], line.split()[3]
+                if state == "0A":  # LISTEN
+                    address, port = local.split(":")
+                    found.add((address, int(port, 16)))
+    return found
 
 
 class Browser:

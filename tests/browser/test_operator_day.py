@@ -60,6 +60,12 @@ def _mapped_cars(browser: Browser, run_id: str) -> dict[str, str]:
     return browser.wait(rows, 30, "the mapped car tasks")
 
 
+def test_everything_listens_on_loopback_only(ui) -> None:
+    loopback = {"0100007F", "00000000000000000000000001000000"}  # 127.0.0.1 and ::1 as /proc/net writes them
+    assert ui.opened_sockets, "the site opened no port at all?"
+    assert {(address, port) for address, port in ui.opened_sockets if address not in loopback} == set()
+
+
 def test_login_shows_both_dags_and_the_daily_docs(browser: Browser) -> None:
     browser.open("/")
     browser.find("input").send_keys("admin")
