@@ -38,6 +38,7 @@ NOT_SETTINGS = {
     "AIRFLOW_HOME": "set by Airflow itself (the image sets /opt/airflow)",
     "YOLO_AUTOINSTALL": "forced off for ultralytics by platemask.detect and by the image",
     "YOLO_OFFLINE": "forced on for ultralytics by platemask.detect and by the image",
+    "AIRFLOW__API__BASE_URL": "Airflow's own [api] base_url, derived by airflow_local_settings when unset",
 }
 #: boto3's own credentials, for S3 backups without an Airflow connection.
 AWS_VARIABLES = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"}
