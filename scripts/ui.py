@@ -43,6 +43,7 @@ def main() -> int:
     )
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops everything too, like Ctrl-C
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started from a background shell
     with running_site(args.out.resolve(), args.date, port=args.port) as site:
         _welcome(site, args.date)
         try:
