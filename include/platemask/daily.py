@@ -14,7 +14,7 @@ import datetime as dt
 import hashlib
 import logging
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -223,12 +223,15 @@ def _cars_with_verified(records: Iterable[Record]) -> set[str]:
     return {r["car_id"] for r in records if r["status"] == "verified"}
 
 
-def deliver_summary(summary: DaySummary, tracking: DayTracking, client: ChatworkClient | None, *, run_id: str) -> str:
+def deliver_summary(
+    summary: DaySummary, tracking: DayTracking, client: Callable[[], ChatworkClient | None], *, run_id: str
+) -> str:
     """Send the run's summary at most once and record how it went in the day file (rule 6).
 
     Whether the photos were processed and whether Chatwork heard of it are different facts: a
-    failed send is logged and recorded under ``notifications``, never fails the day. A retried
-    finishing task does not post a summary that this run already posted with the same text.
+    failed send (a misconfigured client included, hence ``client`` is a factory) is logged and
+    recorded under ``notifications``, and never fails the day. A retried finishing task does not
+    post a summary that this run already posted with the same text.
     """
     text = format_summary(summary)
     digest = hashlib.sha256(f"{run_id}\n{text}".encode()).hexdigest()[:16]
@@ -237,7 +240,7 @@ def deliver_summary(summary: DaySummary, tracking: DayTracking, client: Chatwork
         return "already sent"
     entry: dict[str, Any] = {"run_id": run_id, "digest": digest}
     try:
-        message_id = send_summary(summary, client)
+        message_id = send_summary(summary, client())
     except ChatworkError as exc:
         log.error("Chatwork summary for %s NOT sent: %s", summary.day, exc)
         entry.update(status="failed", error=str(exc))

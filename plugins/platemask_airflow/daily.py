@@ -13,7 +13,6 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from platemask.config import Settings
 from platemask.daily import DayPlan, deliver_summary, finish_day, plan_day, target_day
-from platemask.errors import ChatworkError
 from platemask.notify import format_summary
 from platemask_airflow.chatwork import chatwork_client
 from platemask_airflow.storage import day_tracking
@@ -52,12 +51,7 @@ def finish(counts: dict[str, Any] | None, *, run_id: str) -> dict[str, Any]:
     tracking = day_tracking(settings, dt.date.fromisoformat(counts["date"]))
     summary = finish_day(tracking, skipped=counts["skipped"], refused=counts["refused"])
     log.info("Summary:\n%s", format_summary(summary))
-    try:
-        client = chatwork_client(settings)
-    except ChatworkError as exc:
-        log.error("Chatwork is misconfigured, summary not sent: %s", exc)
-        client = None
-    chatwork = deliver_summary(summary, tracking, client, run_id=run_id)
+    chatwork = deliver_summary(summary, tracking, lambda: chatwork_client(settings), run_id=run_id)
     if summary.failed:
         failing = ", ".join(car.car_id for car in summary.cars if not car.ok) or "rows refused at planning"
         raise AirflowFailException(f"{summary.failed} photo(s) failed; cars: {failing}")

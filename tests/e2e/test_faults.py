@@ -95,3 +95,12 @@ def _tries(dag_run, task_id: str) -> int:
             select(TaskInstance).where(TaskInstance.run_id == dag_run.run_id, TaskInstance.task_id == task_id)
         )
         return ti.try_number
+
+
+def test_a_misconfigured_chatwork_is_a_failed_send_not_a_red_day(site: Site, chatwork, monkeypatch) -> None:
+    _seed(site, photos=1)
+    monkeypatch.setenv("CHATWORK_ROOM_ID", "room-42")  # not the digits of a room id
+    run = trigger("plate_masking_daily", SCHEDULED)
+    assert run.state == "success" and chatwork.messages == []
+    [note] = tracking_file(DAY)["notifications"]
+    assert note["status"] == "failed" and "room_id must be the digits" in note["error"]
