@@ -271,7 +271,7 @@ class DayTracking:
         """
         age = self.store.age(self._lock_path)
         holder = self._holder()
-        if age is None or not holder or (age <= stale_after and not _holder_is_gone(holder)):
+        if not holder or not _holder_is_dead(holder, age, stale_after):
             return
         token = f"{self._lock_path}.break-{hashlib.sha256(holder.encode()).hexdigest()[:16]}"
         if not self.store.create(token, holder.encode()):
@@ -280,11 +280,16 @@ class DayTracking:
             return
         try:
             age = self.store.age(self._lock_path)
-            if self._holder() == holder and age is not None and (age > stale_after or _holder_is_gone(holder)):
+            if self._holder() == holder and _holder_is_dead(holder, age, stale_after):
                 log.warning("Breaking stale lock %s (%.0f s old, held by %s)", self._lock_path, age, holder)
                 self.store.delete(self._lock_path)
         finally:
             self.store.delete(token)
+
+
+def _holder_is_dead(holder: str, age: float | None, stale_after: float) -> bool:
+    """Whether a lock of this ``age`` (None: there is none) may be broken: stale, or its process ended."""
+    return age is not None and (age > stale_after or _holder_is_gone(holder))
 
 
 def _holder_is_gone(holder: str) -> bool:
@@ -302,7 +307,7 @@ def _holder_is_gone(holder: str) -> bool:
     except PermissionError:  # alive, another user's
         return False
     try:  # a killed process waits as a zombie until its parent collects it: it is gone all the same
-        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+        with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as stat:
             return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
     except (OSError, IndexError):
         return False
