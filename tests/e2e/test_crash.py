@@ -105,6 +105,27 @@ def _violations(root: Path, logs: Path, uploads: list[Upload]) -> list[str]:
     return found
 
 
+def _reference_run(site: Site, tmp_path: Path, good: list[Upload]) -> tuple[Path, float]:
+    """The same day on a copy of the photos, never interrupted: the bytes every other run must give."""
+    root, logs = tmp_path / "reference", tmp_path / "reference-logs"
+    shutil.copytree(site.root, root)
+    took = _run_day({**os.environ, "S3_MOUNT": str(root), "LOG_DIR": str(logs)}, tmp_path / "reference.log")
+    assert not _violations(root, logs, good)
+    return root, took
+
+
+def _assert_day_complete_as(reference_root: Path, site: Site, logs: Path, good: list[Upload], bad: Upload) -> None:
+    """Every good photo ``done``, the bad one ``error``, and the files as the reference run left them."""
+    doc = valid_tracking(json.loads((logs / "tracking" / f"processed_{DAY:%Y%m%d}.json").read_text()))
+    by_path = {r["path"]: r for r in doc["processed"].values()}
+    assert {u.path: by_path[u.path]["status"] for u in good} == {u.path: "done" for u in good}
+    assert by_path[bad.path]["status"] == "error"
+    for upload in good:  # one banner, the same masks: as if the day had run once, uninterrupted
+        folder, name = upload.path.lstrip("/").rsplit("/", 1)
+        for relative in (upload.path.lstrip("/"), f"{folder}/.detect/{name}", f"{folder}/.backup/{name}"):
+            assert (site.root / relative).read_bytes() == (reference_root / relative).read_bytes(), relative
+
+
 def test_killed_runs_lose_nothing_and_one_clean_run_completes_the_day(site: Site, chatwork, tmp_path: Path) -> None:
     seed = int(os.environ.get("PLATEMASK_CHAOS_SEED") or random.randrange(1 << 30))
     print(f"crash campaign: {KILLS} kills, PLATEMASK_CHAOS_SEED={seed}")
@@ -112,14 +133,8 @@ def test_killed_runs_lose_nothing_and_one_clean_run_completes_the_day(site: Site
     good, bad = _seed(site)
     logs = Path(os.environ["LOG_DIR"])
 
-    # The reference: the same day, on a copy, never interrupted. Its length sets the kill window.
-    reference_root, reference_logs = tmp_path / "reference", tmp_path / "reference-logs"
-    shutil.copytree(site.root, reference_root)
+    reference_root, took = _reference_run(site, tmp_path, good)  # its length sets the kill window
     env = dict(os.environ)
-    took = _run_day(
-        {**env, "S3_MOUNT": str(reference_root), "LOG_DIR": str(reference_logs)}, tmp_path / "reference.log"
-    )
-    assert not _violations(reference_root, reference_logs, good)
     print(f"uninterrupted run: {took:.1f} s")
 
     for kill in range(KILLS):
@@ -133,14 +148,7 @@ def test_killed_runs_lose_nothing_and_one_clean_run_completes_the_day(site: Site
 
     _run_day(env, tmp_path / "clean.log")
     assert not _violations(site.root, logs, good)
-    doc = valid_tracking(json.loads((logs / "tracking" / f"processed_{DAY:%Y%m%d}.json").read_text()))
-    by_path = {r["path"]: r for r in doc["processed"].values()}
-    assert {u.path: by_path[u.path]["status"] for u in good} == {u.path: "done" for u in good}
-    assert by_path[bad.path]["status"] == "error"
-    for upload in good:
-        folder, name = upload.path.lstrip("/").rsplit("/", 1)
-        for relative in (upload.path.lstrip("/"), f"{folder}/.detect/{name}", f"{folder}/.backup/{name}"):
-            assert (site.root / relative).read_bytes() == (reference_root / relative).read_bytes(), relative
+    _assert_day_complete_as(reference_root, site, logs, good, bad)
 
 
 def _states(logs: Path) -> dict[str, int]:
@@ -158,10 +166,8 @@ def test_the_same_day_run_twice_at_once(site: Site, chatwork, tmp_path: Path) ->
     """A manual run started while the scheduled one is running (or a backfill over it)."""
     good, bad = _seed(site)
     logs = Path(os.environ["LOG_DIR"])
-    reference_root, reference_logs = tmp_path / "reference", tmp_path / "reference-logs"
-    shutil.copytree(site.root, reference_root)
+    reference_root, _ = _reference_run(site, tmp_path, good)
     env = dict(os.environ)
-    _run_day({**env, "S3_MOUNT": str(reference_root), "LOG_DIR": str(reference_logs)}, tmp_path / "reference.log")
 
     runs = [
         subprocess.Popen(
@@ -175,11 +181,4 @@ def test_the_same_day_run_twice_at_once(site: Site, chatwork, tmp_path: Path) ->
     for run in runs:
         run.wait(timeout=600)
     assert not _violations(site.root, logs, good)
-    doc = valid_tracking(json.loads((logs / "tracking" / f"processed_{DAY:%Y%m%d}.json").read_text()))
-    by_path = {r["path"]: r for r in doc["processed"].values()}
-    assert {u.path: by_path[u.path]["status"] for u in good} == {u.path: "done" for u in good}
-    assert by_path[bad.path]["status"] == "error"
-    for upload in good:  # one banner, the same masks: as if the day had run once
-        folder, name = upload.path.lstrip("/").rsplit("/", 1)
-        for relative in (upload.path.lstrip("/"), f"{folder}/.detect/{name}", f"{folder}/.backup/{name}"):
-            assert (site.root / relative).read_bytes() == (reference_root / relative).read_bytes(), relative
+    _assert_day_complete_as(reference_root, site, logs, good, bad)
