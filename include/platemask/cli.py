@@ -1,8 +1,9 @@
-"""``platemask`` command line: try a model or a style on a folder, restore, prepare the model."""
+"""``platemask`` command line: try a model or a style on a folder, list photos to check, restore, prepare the model."""
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import logging
 import sys
 import time
@@ -11,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
-from platemask.config import MASK_STYLES, Settings
+from platemask.config import MASK_STYLES, SECOND_LOOK_MODES, Settings
 from platemask.errors import PlateMaskError
 
 __all__ = ["main"]
@@ -46,7 +47,19 @@ def _parser() -> argparse.ArgumentParser:
     mask.add_argument("--conf", type=float, help="confidence threshold (default: PLATEMASK_CONF or 0.10)")
     mask.add_argument("--padding", type=float, help="mask padding, fraction of the plate (default 0.10)")
     mask.add_argument("--model", help="model file or folder (default: PLATE_MODEL or the built-in model)")
+    mask.add_argument(
+        "--second-look",
+        choices=SECOND_LOOK_MODES,
+        help="look again at text the model left visible (default: PLATEMASK_SECOND_LOOK or mask)",
+    )
     mask.set_defaults(run=_mask_dir)
+
+    review = commands.add_parser("review", help="list the photos of a day that a person should check")
+    review.add_argument("date", type=_date, metavar="DATE", help="site-local day, YYYY-MM-DD")
+    review.add_argument(
+        "--page", action="store_true", help="also (re)write the day's review page in LOG_DIR/review/ and print its path"
+    )
+    review.set_defaults(run=_review)
 
     prepare = commands.add_parser("prepare-model", help="convert the built-in model to OpenVINO (install time)")
     prepare.add_argument("--out", type=Path, help="target folder (default: inside this Python environment)")
@@ -65,10 +78,39 @@ def _prepare_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+
+
+def _review(args: argparse.Namespace) -> int:
+    from platemask.daily import publish_review
+    from platemask.review import format_review_list, photos_to_review
+    from platemask.storage import open_storage
+    from platemask.tracking import DayTracking
+
+    settings = Settings.from_env()
+    tracking = DayTracking.for_settings(settings, args.date)
+    records = photos_to_review(tracking.load()["processed"].values())
+    print(format_review_list(args.date, records))
+    if args.page:
+        settings.require_storage()
+        store, backups = open_storage(settings)
+        page = publish_review(tracking, settings=settings, store=store, backups=backups)
+        if page is None:
+            return 2
+        print(tracking.store.describe(page))
+    return 0
+
+
 def _mask_dir(args: argparse.Namespace) -> int:
     from platemask.detect import PlateDetector
     from platemask.images import decode_any, encode_like, sha256
     from platemask.render import add_banner, mask_plates
+    from platemask.review import review_reasons
+    from platemask.second_look import SecondLook
     from platemask.storage import atomic_write
 
     settings = Settings.from_env()
@@ -85,8 +127,12 @@ def _mask_dir(args: argparse.Namespace) -> int:
         return 1
     detector = PlateDetector(detect)
     detector.load_async()
+    options = replace(settings.second_look, mode=args.second_look or settings.second_look.mode)
+    second_look = SecondLook(options)
+    if second_look.enabled:
+        second_look.load_async()
     progress = _Progress(len(files))
-    plates = errors = 0
+    plates = errors = to_check = 0
     started = time.perf_counter()
 
     def load(path: Path) -> tuple[Path, bytes, object]:
@@ -103,7 +149,14 @@ def _mask_dir(args: argparse.Namespace) -> int:
                 progress.note(f"{path}: {image.describe()}")
             else:
                 found = detector.detect([image])[0]
+                look = second_look.look(image, found, detector, render.padding)
+                found += look.masks
                 plates += len(found)
+                # A folder has no first photos: only what the masks themselves call for a look.
+                reasons = review_reasons(found, look.unmasked, first=False, review_conf=options.review_conf)
+                if reasons:
+                    to_check += 1
+                    progress.note(f"{path}: to check: {', '.join(reasons)}")
                 out = add_banner(mask_plates(image, found, render), render)
                 target = args.out_dir / path.relative_to(args.in_dir)
                 atomic_write(target, encode_like(path.suffix, out, render.jpeg_quality, sha256(data), data))
@@ -112,7 +165,7 @@ def _mask_dir(args: argparse.Namespace) -> int:
     progress.finish()
     done = len(files) - errors
     print(
-        f"{len(files)} images: {done} masked, {plates} plates, {errors} errors, "
+        f"{len(files)} images: {done} masked, {plates} plates, {to_check} to check, {errors} errors, "
         f"{elapsed:.1f} s ({elapsed / len(files):.2f} s/image) → {args.out_dir}"
     )
     return 1 if errors else 0

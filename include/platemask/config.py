@@ -14,7 +14,16 @@ from typing import Any
 
 from platemask.errors import ConfigError
 
-__all__ = ["MASK_STYLES", "VARIABLES", "DetectOptions", "Limits", "RenderOptions", "Settings"]
+__all__ = [
+    "MASK_STYLES",
+    "SECOND_LOOK_MODES",
+    "VARIABLES",
+    "DetectOptions",
+    "Limits",
+    "RenderOptions",
+    "SecondLookOptions",
+    "Settings",
+]
 
 #: Every environment variable platemask reads, with its meaning. Keep in sync with the README.
 VARIABLES: dict[str, str] = {
@@ -31,6 +40,8 @@ VARIABLES: dict[str, str] = {
     "PLATEMASK_TIMEZONE": "Site time zone that defines a calendar day (default Asia/Tokyo)",
     "PLATEMASK_CONF": "Detection confidence threshold (default 0.10; lower hides more)",
     "PLATEMASK_FLIP": "Also search each photo mirrored left-right, keeping both passes' plates (default false)",
+    "PLATEMASK_SECOND_LOOK": "mask, review or off: what to do with text the plate model may have missed (default mask)",
+    "PLATEMASK_REVIEW_CONF": "Masks from detections below this confidence are listed for review (default 0.25)",
     "PLATEMASK_PADDING": "Mask padding around each plate box, fraction of its size (default 0.25)",
     "PLATEMASK_MASK_STYLE": "fill, blur, pixelate or logo (default fill)",
     "PLATEMASK_MASK_COLOR": "Fill colour as #RRGGBB (default #2b2b2b)",
@@ -50,6 +61,7 @@ VARIABLES: dict[str, str] = {
 
 _POSITIONS = ("top-left", "top-right", "bottom-left", "bottom-right")
 MASK_STYLES = ("fill", "blur", "pixelate", "logo")
+SECOND_LOOK_MODES = ("mask", "review", "off")
 ASSETS = Path(__file__).parent / "assets"
 
 
@@ -65,6 +77,31 @@ class DetectOptions:
     iou: float = 0.5
     imgsz: int = 640
     max_det: int = 50
+
+
+@dataclass(frozen=True)
+class SecondLookOptions:
+    """The second look at text the plate model left visible (platemask.second_look)."""
+
+    #: ``mask``: hide unconfirmed plate-like text (fail-closed); ``review``: list it only; ``off``.
+    mode: str = "mask"
+    text_side: int = 640  # long side of the photo as the text detector sees it
+    text_score: float = 0.5  # PaddleOCR's box threshold: mean character probability of a region
+    # What a plate's line of characters looks like, in photo pixels.
+    min_text_height: float = 5.0
+    min_aspect: float = 1.0
+    max_aspect: float = 8.0
+    max_text_width: float = 0.4  # of the photo: longer text is a sign or a banner
+    max_candidates: int = 8  # two closer looks at most per photo
+    context: float = 8.0  # crop side / text width: the plate and some car around its characters
+    min_crop: float = 48.0  # never enlarge a crop more than 320 / 48 ≈ 7×
+    weak_conf: float = 0.02  # a closer-look plate at least this sure keeps a candidate unconfirmed
+    #: A mask from a detection below this confidence is listed for review (``low_confidence``).
+    review_conf: float = 0.25
+
+    def __post_init__(self) -> None:
+        if self.mode not in SECOND_LOOK_MODES:
+            raise ConfigError(f"PLATEMASK_SECOND_LOOK must be one of {', '.join(SECOND_LOOK_MODES)}, not {self.mode!r}")
 
 
 @dataclass(frozen=True)
@@ -121,6 +158,7 @@ class Settings:
     timezone: str = "Asia/Tokyo"
     cars_per_task: int = 1
     detect: DetectOptions = DetectOptions()
+    second_look: SecondLookOptions = SecondLookOptions()
     render: RenderOptions = RenderOptions()
     limits: Limits = Limits()
 
@@ -155,6 +193,10 @@ class Settings:
                 model=env.get("PLATE_MODEL") or None,
                 conf=env.number("PLATEMASK_CONF", DetectOptions.conf, minimum=0.01, maximum=0.99),
                 flip=env.boolean("PLATEMASK_FLIP", DetectOptions.flip),
+            ),
+            second_look=SecondLookOptions(
+                mode=(env.get("PLATEMASK_SECOND_LOOK") or "mask").lower(),
+                review_conf=env.number("PLATEMASK_REVIEW_CONF", SecondLookOptions.review_conf, minimum=0, maximum=1),
             ),
             render=RenderOptions(
                 style=env.get("PLATEMASK_MASK_STYLE") or "fill",

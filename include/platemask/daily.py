@@ -16,16 +16,18 @@ import logging
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from platemask.config import Settings
 from platemask.detect import PlateDetector, get_detector
 from platemask.errors import ChatworkError, PlateMaskError, UnsafePathError
-from platemask.notify import CarOutcome, ChatworkClient, DaySummary, format_summary, send_summary
+from platemask.notify import CarOutcome, ChatworkClient, DaySummary, Quality, format_summary, send_summary
 from platemask.paths import validate_car_id
 from platemask.pipeline import Photo, PhotoOutcome, process_photos
+from platemask.review import photos_to_review, write_review_page
+from platemask.second_look import SecondLook, get_second_look
 from platemask.storage import Storage
 from platemask.tracking import (
     FINISHED,
@@ -162,9 +164,11 @@ def process_cars(
     store: Storage,
     backups: Storage | None = None,
     detector: PlateDetector | None = None,
+    second_look: SecondLook | None = None,
 ) -> list[CarResult]:
     """Process the unfinished photos of the given cars, updating each car's tracking part."""
     detector = detector or get_detector(settings.detect)
+    second_look = second_look or get_second_look(settings.second_look)
     parts = {car_id: _load_part(tracking, car_id) for car_id in car_ids}
     results = {car_id: CarResult(car_id) for car_id in car_ids}
     todo: list[Photo] = []
@@ -175,7 +179,9 @@ def process_cars(
                 todo.append(_photo(record))
                 known[record["file_id"]] = [h for k, h in record.get("sha256", {}).items() if k != "backup"]
     if todo:
-        detector.load_async()  # load the model while the first photos are read and backed up
+        detector.load_async()  # load the models while the first photos are read and backed up
+        if second_look.enabled:
+            second_look.load_async()
 
     def started(photo: Photo) -> None:
         part = parts[photo.car_id]
@@ -188,6 +194,7 @@ def process_cars(
         store=store,
         backups=backups or store,
         detector=detector,
+        second_look=second_look,
         known_outputs=known,
         on_start=started,
     )
@@ -216,7 +223,37 @@ def finish_day(tracking: DayTracking, *, skipped: int, refused: int = 0) -> DayS
         # Every car of the day, not only this run's: a run that died after its car tasks and
         # before this step left verified cars that no later run would process again.
         mark_cars_done(processed.values(), _cars_with_verified(processed.values()), at)
+        doc["quality"] = asdict(quality_of(processed.values()))  # the whole day's figures
     return _summary(tracking.day, run_records, skipped, refused)
+
+
+def quality_of(records: Iterable[Record]) -> Quality:
+    """The quality figures of the verified (or done) records among ``records``."""
+    finished = [r for r in records if r["status"] in FINISHED]
+    millis = sorted(int(r.get("duration_ms", 0)) for r in finished)
+    return Quality(
+        photos=len(finished),
+        to_review=sum(bool(r.get("review")) for r in finished),
+        plates=sum(int(r.get("detections", 0)) for r in finished),
+        without_plate=sum(not r.get("detections") for r in finished),
+        p95_ms=millis[min(len(millis) - 1, math.ceil(0.95 * len(millis)) - 1)] if millis else 0,
+    )
+
+
+def publish_review(tracking: DayTracking, *, settings: Settings, store: Storage, backups: Storage) -> str | None:
+    """Write the day's page of photos to check (platemask.review); a failure is logged, never fatal.
+
+    The photos are masked whatever happens here: the page helps a person check them, so a page
+    that cannot be written must not turn a processed day red.
+    """
+    records = photos_to_review(tracking.load()["processed"].values())
+    try:
+        return write_review_page(
+            tracking.day, records, settings=settings, store=store, backups=backups, logs=tracking.store
+        )
+    except PlateMaskError as exc:
+        log.error("Review page for %s NOT written: %s", tracking.day, exc.describe())
+        return None
 
 
 def _cars_with_verified(records: Iterable[Record]) -> set[str]:
@@ -267,7 +304,14 @@ def _summary(day: dt.date, records: Sequence[Record], skipped: int, refused: int
     )
     failed = sum(c.failed for c in outcomes)
     # Refused rows (a car id that cannot name a folder) never reached a car task but did fail.
-    return DaySummary(day=day, succeeded=len(records) - failed, failed=failed + refused, skipped=skipped, cars=outcomes)
+    return DaySummary(
+        day=day,
+        succeeded=len(records) - failed,
+        failed=failed + refused,
+        skipped=skipped,
+        cars=outcomes,
+        quality=quality_of(records),
+    )
 
 
 def _load_part(tracking: DayTracking, car_id: str) -> dict[str, Any]:

@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,9 @@ class Detection:
     box: tuple[float, float, float, float]
     conf: float
     polygon: np.ndarray | None = None  # (N, 2) float32 outline from the segmentation head
+    #: Who found it: ``model`` (the first pass), ``closer_look`` (the model on an enlarged crop the
+    #: second look chose) or ``second_look`` (plate-like text the closer look did not confirm).
+    source: str = "model"
 
     def padded(self, padding: float, width: int, height: int) -> tuple[int, int, int, int]:
         """The box grown by ``padding`` × its size on every side, clipped to the photo."""
@@ -186,34 +189,35 @@ class PlateDetector:
                 pool.shutdown(wait=False)
             return self._loading
 
-    def detect(self, images: Sequence[np.ndarray]) -> list[list[Detection]]:
-        """Detect plates in each image; one list of detections per image."""
+    def detect(self, images: Sequence[np.ndarray], *, conf: float | None = None) -> list[list[Detection]]:
+        """Detect plates in each image; one list of detections per image (``conf``: another threshold)."""
         if not images:
             return []
         self.load_async().result()
-        found = self._predict(images)
+        conf = self.options.conf if conf is None else conf
+        found = self._predict(images, conf)
         if not self.options.flip:
             return found
-        mirrored = self._predict([cv2.flip(image, 1) for image in images])
+        mirrored = self._predict([cv2.flip(image, 1) for image in images], conf)
         return [
             _merge(plain, [_unmirror(d, image.shape[1]) for d in flipped], self.options.iou, self.options.max_det)
             for image, plain, flipped in zip(images, found, mirrored, strict=True)
         ]
 
-    def _predict(self, images: Sequence[np.ndarray]) -> list[list[Detection]]:
+    def _predict(self, images: Sequence[np.ndarray], conf: float) -> list[list[Detection]]:
         if isinstance(self._model, SegmentationModel):
             options = self.options
             return [
                 [
                     Detection(box=found.box, conf=found.conf, polygon=found.polygon)
-                    for found in self._model.predict(image, options.conf, options.iou, options.max_det)
+                    for found in self._model.predict(image, conf, options.iou, options.max_det)
                 ]
                 for image in images
             ]
         try:
             results = self._model.predict(
                 list(images),
-                conf=self.options.conf,
+                conf=conf,
                 iou=self.options.iou,
                 imgsz=self.options.imgsz,
                 max_det=self.options.max_det,
@@ -287,7 +291,7 @@ def _unmirror(detection: Detection, width: int) -> Detection:
     if polygon is not None:
         polygon = polygon.copy()
         polygon[:, 0] = width - polygon[:, 0]
-    return Detection(box=(width - x2, y1, width - x1, y2), conf=detection.conf, polygon=polygon)
+    return replace(detection, box=(width - x2, y1, width - x1, y2), polygon=polygon)
 
 
 def _merge(first: Sequence[Detection], second: Sequence[Detection], iou: float, max_det: int) -> list[Detection]:

@@ -33,6 +33,7 @@ __all__ = [
     "CarOutcome",
     "ChatworkClient",
     "DaySummary",
+    "Quality",
     "client_from_settings",
     "format_summary",
     "send_summary",
@@ -71,6 +72,30 @@ class CarOutcome:
 
 
 @dataclass(frozen=True)
+class Quality:
+    """How the verified photos of a run look: the figures a reader checks the masking by."""
+
+    photos: int  # verified photos these figures are about
+    to_review: int  # 要確認: photos with a non-empty ``review`` (platemask.review)
+    plates: int  # masks drawn on them
+    without_plate: int  # photos on which nothing was masked
+    p95_ms: int  # 95th percentile of the work time per photo
+
+    @property
+    def plates_per_photo(self) -> float:
+        """Masks per verified photo (0 when there are none)."""
+        return self.plates / self.photos if self.photos else 0.0
+
+    def lines(self) -> list[str]:
+        """The summary's added lines, after スキップ (SPEC section 6: the review line comes first)."""
+        return [
+            f"🔍 要確認: {self.to_review}件",
+            f"🔢 1枚あたり検出: {self.plates_per_photo:.2f}件 (検出なし {self.without_plate}枚)",
+            f"⏱️ 処理時間 p95: {self.p95_ms}ms/枚",
+        ]
+
+
+@dataclass(frozen=True)
 class DaySummary:
     """The counts of one run, in photos, and the per-car lines of the summary."""
 
@@ -79,6 +104,7 @@ class DaySummary:
     failed: int  # エラー: photos that ended in error
     skipped: int  # スキップ: photos not processed because already done
     cars: tuple[CarOutcome, ...] = ()
+    quality: Quality | None = None  # the added lines after スキップ, when known
 
     @property
     def processed(self) -> int:
@@ -99,6 +125,7 @@ def format_summary(summary: DaySummary, max_chars: int = MAX_MESSAGE_CHARS) -> s
         f"✅ 成功: {summary.succeeded}件",
         f"❌ エラー: {summary.failed}件",
         f"⏭️ スキップ: {summary.skipped}件",
+        *(summary.quality.lines() if summary.quality else ()),
         "",
         "📊 車両別結果:",
     ]

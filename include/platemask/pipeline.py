@@ -23,6 +23,8 @@ from platemask.errors import InternalError, PhotoChangedError, PlateMaskError
 from platemask.images import decode, encode_jpeg, output_source, sha256
 from platemask.paths import PhotoPaths, photo_paths
 from platemask.render import render_outputs
+from platemask.review import review_marks, review_reasons
+from platemask.second_look import SecondLook
 from platemask.storage import Storage
 from platemask.verify import verify_output
 
@@ -57,6 +59,8 @@ class PhotoOutcome:
     backup_history: str | None = None
     error: PlateMaskError | None = None
     millis: int = 0
+    review: list[str] = field(default_factory=list)  # reason codes (platemask.review.REASONS)
+    review_marks: list[dict[str, object]] = field(default_factory=list)  # what to outline, when listed
 
     @property
     def ok(self) -> bool:
@@ -80,11 +84,16 @@ def process_photos(
     store: Storage,
     backups: Storage,
     detector: PlateDetector,
+    second_look: SecondLook | None = None,
     known_outputs: Mapping[int, Sequence[str]] | None = None,
     prefetch: int = 3,
     on_start: Callable[[Photo], None] | None = None,
 ) -> Iterator[PhotoOutcome]:
-    """Process photos in order, yielding each outcome as soon as its outputs are verified."""
+    """Process photos in order, yielding each outcome as soon as its outputs are verified.
+
+    ``second_look`` (see :mod:`platemask.second_look`) looks again at what the plates leave
+    visible; without it only the model's plates are masked.
+    """
     known_outputs = known_outputs or {}
     queue = iter(photos)
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="platemask-io") as pool:
@@ -110,12 +119,12 @@ def process_photos(
                 continue
             started = time.perf_counter()
             try:
-                detections = detector.detect([prepared.image])[0]
+                found = _find_plates(prepared, detector, second_look, settings)
             except PlateMaskError as exc:
                 yield _failed(prepared.photo, exc, started, prepared.work)
                 continue
             prepared.work += time.perf_counter() - started
-            finishing.append(pool.submit(_finish, prepared, detections, settings, store))
+            finishing.append(pool.submit(_finish, prepared, found, settings, store))
             while len(finishing) > 1 or (finishing and finishing[0].done()):
                 yield finishing.popleft().result()
         while finishing:
@@ -138,10 +147,40 @@ def _prepare(
     return _Prepared(photo, paths, clean, image, time.perf_counter() - started)
 
 
-def _finish(prepared: _Prepared, detections: list[Detection], settings: Settings, store: Storage) -> PhotoOutcome:
+@dataclass(frozen=True)
+class _Found:
+    plates: list[Detection]  # everything to mask
+    review: list[str]
+    marks: list[dict[str, object]]
+
+
+def _find_plates(
+    prepared: _Prepared, detector: PlateDetector, second_look: SecondLook | None, settings: Settings
+) -> _Found:
+    """The model's plates, what the second look adds, and whether a person should check the photo."""
+    image = prepared.image
+    plates = detector.detect([image])[0]
+    unmasked: list[Detection] = []
+    if second_look is not None and second_look.enabled:
+        look = second_look.look(image, plates, detector, settings.render.padding)
+        plates, unmasked = [*plates, *look.masks], look.unmasked
+    review = review_reasons(
+        plates, unmasked, first=prepared.photo.is_first, review_conf=settings.second_look.review_conf
+    )
+    return _Found(plates, review, review_marks(plates, unmasked) if review else [])
+
+
+def _finish(prepared: _Prepared, found: _Found, settings: Settings, store: Storage) -> PhotoOutcome:
     started = time.perf_counter()
     photo, paths, clean = prepared.photo, prepared.paths, prepared.clean
-    outcome = PhotoOutcome(photo, detections=len(detections), backup_history=clean.archived_backup)
+    detections = found.plates
+    outcome = PhotoOutcome(
+        photo,
+        detections=len(detections),
+        backup_history=clean.archived_backup,
+        review=found.review,
+        review_marks=found.marks,
+    )
     outcome.sha256["backup"] = clean.sha256
     try:
         masked, banner_only = render_outputs(prepared.image, detections, first=photo.is_first, options=settings.render)

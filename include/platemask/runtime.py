@@ -27,7 +27,7 @@ import numpy as np
 
 from platemask.errors import ModelError
 
-__all__ = ["ModelInfo", "SegmentationModel", "is_direct_model"]
+__all__ = ["ModelInfo", "SegmentationModel", "compile_openvino", "is_direct_model"]
 
 PAD_VALUE = 114
 MAX_NMS = 30_000  # candidates kept for NMS, as ultralytics
@@ -230,10 +230,10 @@ def _ir_file(path: Path) -> Path | None:
     return None
 
 
-def _openvino(path: Path, cache_dir: Path | None) -> Any:
+def compile_openvino(path: Path, cache_dir: Path | None = None) -> Any:
+    """An OpenVINO IR or ONNX file compiled for the CPU, through the compiled-model cache."""
     import openvino as ov
 
-    xml = _ir_file(path)
     core = ov.Core()
     cache = cache_dir or default_cache_dir()
     try:
@@ -242,9 +242,13 @@ def _openvino(path: Path, cache_dir: Path | None) -> Any:
     except OSError:
         pass  # no writable cache: compile every time, slower but correct
     try:
-        compiled = core.compile_model(str(xml), "CPU", {"PERFORMANCE_HINT": "LATENCY"})
+        return core.compile_model(str(path), "CPU", {"PERFORMANCE_HINT": "LATENCY"})
     except Exception as exc:
-        raise ModelError(f"cannot load plate model {str(path)!r}: {exc}") from exc
+        raise ModelError(f"cannot load model {str(path)!r}: {exc}") from exc
+
+
+def _openvino(path: Path, cache_dir: Path | None) -> Any:
+    compiled = compile_openvino(_ir_file(path), cache_dir)
     request = compiled.create_infer_request()
     outputs = sorted(compiled.outputs, key=lambda port: len(port.get_partial_shape()))  # rows (3-D), then protos (4-D)
 

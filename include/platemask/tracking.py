@@ -100,6 +100,12 @@ def apply_outcome(record: Record, outcome: PhotoOutcome, at: str) -> None:
         record["detections"] = outcome.detections
         record["output_paths"] = dict(outcome.outputs)
         record.pop("error", None)
+        # Photos to check (platemask.review): the reasons, and the marks their page outlines.
+        for key, value in (("review", outcome.review), ("review_marks", outcome.review_marks)):
+            if value:
+                record[key] = list(value)
+            else:
+                record.pop(key, None)
         set_status(record, "verified", at)
     else:
         assert outcome.error is not None

@@ -12,10 +12,10 @@ from airflow.sdk import conf
 from airflow.sdk.exceptions import AirflowFailException
 
 from platemask.config import Settings
-from platemask.daily import DayPlan, deliver_summary, finish_day, plan_day, target_day
+from platemask.daily import DayPlan, deliver_summary, finish_day, plan_day, publish_review, target_day
 from platemask.notify import format_summary
 from platemask_airflow.chatwork import chatwork_client
-from platemask_airflow.storage import day_tracking
+from platemask_airflow.storage import day_tracking, open_storage
 from platemask_airflow.uploads import fetch_day_uploads
 
 __all__ = ["finish", "plan"]
@@ -51,6 +51,8 @@ def finish(counts: dict[str, Any] | None, *, run_id: str) -> dict[str, Any]:
     tracking = day_tracking(settings, dt.date.fromisoformat(counts["date"]))
     summary = finish_day(tracking, skipped=counts["skipped"], refused=counts["refused"])
     log.info("Summary:\n%s", format_summary(summary))
+    store, backups = open_storage(settings)
+    review_page = publish_review(tracking, settings=settings, store=store, backups=backups)
     chatwork = deliver_summary(summary, tracking, lambda: chatwork_client(settings), run_id=run_id)
     if summary.failed:
         failing = ", ".join(car.car_id for car in summary.cars if not car.ok) or "rows refused at planning"
@@ -58,6 +60,7 @@ def finish(counts: dict[str, Any] | None, *, run_id: str) -> dict[str, Any]:
     result = asdict(summary)
     result["day"] = summary.day.isoformat()
     result["chatwork"] = chatwork
+    result["review_page"] = tracking.store.describe(review_page) if review_page else None
     return result
 
 

