@@ -54,12 +54,14 @@ def jpeg_bytes(image: np.ndarray, quality: int = 92) -> bytes:
 class StubDetector:
     """Stands in for the model where a test is about the rules, not the model: fixed boxes."""
 
-    def __init__(self, boxes: Sequence[tuple[float, float, float, float]] = ((100, 300, 260, 380),)) -> None:
+    def __init__(
+        self, boxes: Sequence[tuple[float, float, float, float]] = ((100, 300, 260, 380),), conf: float = 0.9
+    ) -> None:
         from platemask.config import DetectOptions
         from platemask.detect import Detection
 
         self.options = DetectOptions()
-        self.detections = [Detection(box=tuple(map(float, b)), conf=0.9) for b in boxes]
+        self.detections = [Detection(box=tuple(map(float, b)), conf=conf) for b in boxes]
         self.calls = 0
 
     def load_async(self) -> Future[None]:

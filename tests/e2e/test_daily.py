@@ -9,6 +9,8 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pendulum
@@ -70,11 +72,15 @@ def _masked_fraction(pixels: np.ndarray, box: tuple[int, int, int, int]) -> floa
 def _expected_summary(doc: dict, processed: dict[str, list[str]], succeeded: int, failed: int, skipped: int) -> str:
     """The spec's message for a run that processed ``{car_id: [file names]}``."""
     lines = []
+    finished: list[dict] = []
     for car, names in processed.items():
         records = [r for r in doc["processed"].values() if r["car_id"] == car and r["path"].rsplit("/", 1)[1] in names]
         bad = any(r["status"] == "error" for r in records)
         found = sum(r.get("detections", 0) for r in records if r["status"] != "error")
         lines.append(f"  {'⚠️' if bad else '✅'} {car}: {len(records)}枚処理, 検出{found}件")
+        finished += [r for r in records if r["status"] != "error"]
+    millis = sorted(r["duration_ms"] for r in finished)
+    plates = sum(r["detections"] for r in finished)
     return "\n".join(
         [
             "[info][title]🚗 ナンバープレート処理完了[/title]",
@@ -82,6 +88,10 @@ def _expected_summary(doc: dict, processed: dict[str, list[str]], succeeded: int
             f"✅ 成功: {succeeded}件",
             f"❌ エラー: {failed}件",
             f"⏭️ スキップ: {skipped}件",
+            f"🔍 要確認: {sum(bool(r.get('review')) for r in finished)}件",
+            f"🔢 1枚あたり検出: {plates / len(finished) if finished else 0:.2f}件 "
+            f"(検出なし {sum(r['detections'] == 0 for r in finished)}枚)",
+            f"⏱️ 処理時間 p95: {millis[max(0, -(-len(millis) * 95 // 100) - 1)] if millis else 0}ms/枚",
             "",
             "📊 車両別結果:",
             *lines,
@@ -158,6 +168,11 @@ def test_scheduled_day_then_rerun_then_clear_one_car(site: Site, chatwork) -> No
     assert message["room_id"] == "424242"
     everything = {car: _names(cars[car]) for car in ("10418430", "10418457", "10418460", "20260001")}
     assert message["body"] == _expected_summary(doc, everything, 7, 1, 0)
+
+    # The day's review page: every photo whose record asks for a look, and no other.
+    page = (Path(os.environ["LOG_DIR"]) / "review" / "review_20260203.html").read_text(encoding="utf-8")
+    for record in doc["processed"].values():
+        assert (f"<small>{record['path']}</small>" in page) is bool(record.get("review")), record["path"]
 
     # 2. The same day again (someone re-triggers it): finished photos are skipped, bytes identical.
     before = site.snapshot()
