@@ -51,9 +51,9 @@ def finish(counts: dict[str, Any] | None, *, run_id: str) -> dict[str, Any]:
     tracking = day_tracking(settings, dt.date.fromisoformat(counts["date"]))
     summary = finish_day(tracking, skipped=counts["skipped"], refused=counts["refused"])
     log.info("Summary:\n%s", format_summary(summary))
+    chatwork = deliver_summary(summary, tracking, lambda: chatwork_client(settings), run_id=run_id)
     store, backups = open_storage(settings)
     review_page = publish_review(tracking, settings=settings, store=store, backups=backups)
-    chatwork = deliver_summary(summary, tracking, lambda: chatwork_client(settings), run_id=run_id)
     if summary.failed:
         failing = ", ".join(car.car_id for car in summary.cars if not car.ok) or "rows refused at planning"
         raise AirflowFailException(f"{summary.failed} photo(s) failed; cars: {failing}")

@@ -71,3 +71,22 @@ def test_bad_arguments_exit_cleanly(tmp_path: Path) -> None:
         [PLATEMASK, "mask-dir", "a", "b", "--style", "glitter"], capture_output=True, text=True, check=False
     )
     assert result.returncode == 2 and "invalid choice" in result.stderr
+
+
+@pytest.mark.parametrize(("mode", "hidden"), [("mask", True), ("off", False)])
+def test_mask_dir_second_look(tmp_path: Path, mode: str, hidden: bool) -> None:
+    # A plate the model misses at full size (tests/unit/test_second_look.py): only the second look hides it.
+    photo = make_car_photo(seed=200041, size=(1024, 768))
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "car.jpg").write_bytes(encode_jpeg(photo.image, quality=95))
+    result = subprocess.run(
+        [PLATEMASK, "mask-dir", str(tmp_path / "in"), str(tmp_path / "out"), "--no-banner", "--second-look", mode],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    x1, y1, x2, y2 = photo.plate_box
+    plate = cv2.imread(str(tmp_path / "out" / "car.jpg"))[y1:y2, x1:x2].astype(int)
+    assert bool((np.abs(plate - [43, 43, 43]).max(axis=2) < 16).mean() > 0.9) is hidden
+    assert result.stdout.strip().splitlines()[-1].startswith(f"1 images: 1 masked, {int(hidden)} plates,")
