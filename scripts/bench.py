@@ -6,7 +6,7 @@
 2. One day of uploads, the same photos, side by side:
    - the customer's script as its description reads: for each photo read, detect (ultralytics,
      ONNX, one pass, conf 0.25), mask, banner, write; one after the other, nothing else;
-   - ``airflow dags test plate_masking_daily`` (one process);
+   - ``airflow dags test plate_masking_daily`` (one process), with and without the second look;
    - a real Airflow: API server, scheduler (LocalExecutor, parallelism 2) and DAG processor, the
      ``PLATEMASK_CAR_TASKS=2`` as the README says, the day run by the schedule.
    For each: photos/s, CPU-s per photo (the whole machine's busy time while it ran, so Airflow's
@@ -168,11 +168,16 @@ def _runs(work: Path, pristine: Path, rows: list[dict], day: dt.date, server, ar
     results["the script it replaces (sequential)"] = _timed(
         [sys.executable, "-c", SEQUENTIAL, str(mount), json.dumps(rows)], _env()
     )
-    env = _airflow_env(work / "dags-test", _fresh_copy(pristine, work / "dags-test" / "mount"), socket_dir)
-    _airflow(env, "db", "migrate")
-    results["airflow dags test (one process)"] = _timed(
-        [_bin("airflow"), "dags", "test", "plate_masking_daily", day.isoformat()], env
-    )
+    # The second look's cost, side by side: the same one-process run without it.
+    for label, folder, mode in (
+        ("airflow dags test, second look off", "dags-test-off", "off"),
+        ("airflow dags test (one process)", "dags-test", None),
+    ):
+        env = _airflow_env(work / folder, _fresh_copy(pristine, work / folder / "mount"), socket_dir)
+        if mode:
+            env["PLATEMASK_SECOND_LOOK"] = mode
+        _airflow(env, "db", "migrate")
+        results[label] = _timed([_bin("airflow"), "dags", "test", "plate_masking_daily", day.isoformat()], env)
     tasks: list[dict] = []
     if not args.skip_scheduler:
         results[f"real scheduler, LocalExecutor, {args.slots} car tasks at once"], tasks = _scheduler_run(

@@ -96,6 +96,7 @@ class SecondLookOptions:
     context: float = 8.0  # crop side / text width: the plate and some car around its characters
     min_crop: float = 48.0  # never enlarge a crop more than 320 / 48 ≈ 7×
     weak_conf: float = 0.02  # a closer-look plate at least this sure keeps a candidate unconfirmed
+    read_conf: float = 0.7  # the recogniser must be this sure of plate-like characters
     #: A mask from a detection below this confidence is listed for review (``low_confidence``).
     review_conf: float = 0.25
 

@@ -230,8 +230,8 @@ def _ir_file(path: Path) -> Path | None:
     return None
 
 
-def compile_openvino(path: Path, cache_dir: Path | None = None) -> Any:
-    """An OpenVINO IR or ONNX file compiled for the CPU, through the compiled-model cache."""
+def compile_openvino(path: Path | Any, cache_dir: Path | None = None) -> Any:
+    """An OpenVINO IR or ONNX file (or a model already read) compiled for the CPU, through the compiled-model cache."""
     import openvino as ov
 
     core = ov.Core()
@@ -242,9 +242,10 @@ def compile_openvino(path: Path, cache_dir: Path | None = None) -> Any:
     except OSError:
         pass  # no writable cache: compile every time, slower but correct
     try:
-        return core.compile_model(str(path), "CPU", {"PERFORMANCE_HINT": "LATENCY"})
+        source = str(path) if isinstance(path, Path) else path
+        return core.compile_model(source, "CPU", {"PERFORMANCE_HINT": "LATENCY"})
     except Exception as exc:
-        raise ModelError(f"cannot load model {str(path)!r}: {exc}") from exc
+        raise ModelError(f"cannot load model {path}: {exc}") from exc
 
 
 def _openvino(path: Path, cache_dir: Path | None) -> Any:

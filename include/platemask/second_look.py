@@ -10,18 +10,21 @@ such a place. Alone it cannot mask (signs, badges and stickers are text too), so
 2. each candidate gets a closer look by the plate model: a crop around it, enlarged so that a
    plate there is a comfortable size for the model; four crops share one inference (a 2 × 2
    mosaic). A plate found there is masked like any other (``closer_look``);
-3. a candidate the closer look still half-believes (a weak detection) stays *unconfirmed*: the
-   mode decides — ``mask`` hides it (fail-closed, the default), ``review`` only lists it,
-   ``off`` skips the whole second look.
+3. a candidate the closer look does not confirm is read by the bundled recogniser (PP-OCRv4
+   ``rec``); when the closer look still half-believes it (a weak detection) or its characters
+   read like a plate (:func:`looks_like_plate_text`), it stays *unconfirmed*, and the mode
+   decides: ``mask`` hides it (fail-closed, the default), ``review`` only lists it, ``off``
+   skips the whole second look. Anything else (a shop sign, a badge) is left alone.
 
-The cost is the text detector on every photo (about 40 ms at 640 px on a 2-core CPU) and one
-model pass per four candidates, only where there are candidates.
+The cost is the text detector on every photo (about 40 ms at 640 px on a 2-core CPU), one model
+pass per four candidates and a few milliseconds per reading, only where there are candidates.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import logging
+import re
 import threading
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -36,7 +39,16 @@ from platemask.detect import Detection, PlateDetector
 from platemask.errors import ModelError
 from platemask.runtime import compile_openvino
 
-__all__ = ["Look", "SecondLook", "TextDetector", "TextRegion", "get_second_look", "text_model_path"]
+__all__ = [
+    "Look",
+    "SecondLook",
+    "TextDetector",
+    "TextReader",
+    "TextRegion",
+    "get_second_look",
+    "looks_like_plate_text",
+    "text_model_path",
+]
 
 log = logging.getLogger(__name__)
 
@@ -71,17 +83,40 @@ class Look:
     candidates: int = 0
 
 
-def text_model_path() -> Path:
-    """PP-OCRv4's text detector inside the installed ``rapidocr-onnxruntime`` wheel (not imported: its deps are not)."""
+#: Characters a plate line is made of: Latin capitals, digits, kana and kanji (Japanese region names).
+_PLATE_CHAR = re.compile(r"[A-Z0-9\u3040-\u30ff\u4e00-\u9fff]")
+_SEPARATORS = re.compile(r"[\s\-·・.:]")
+
+
+def looks_like_plate_text(text: str) -> bool:
+    """Whether recognised characters read like a plate line: ``品川330``, ``さ12-34``, ``WXD 1620``.
+
+    Four to nine capitals, digits or Japanese characters once separators are dropped, with
+    digits in them; words (``FORD``, ``SALE``), lower-case text, prices and phone numbers are not.
+    The rule is deliberately loose: it only decides what a closer look could not, and a sign
+    masked by mistake costs a little of the photo, a plate left visible costs privacy.
+    """
+    compact = _SEPARATORS.sub("", text)
+    # One character the recogniser has no symbol for (a kana read as "*") is forgiven.
+    known = "".join(_PLATE_CHAR.findall(compact))
+    if len(compact) - len(known) > 1 or not 4 <= len(known) <= 9:
+        return False
+    compact = known
+    digits = sum(ch.isdigit() for ch in compact)
+    return digits >= 2 or (digits >= 1 and len(compact) >= 5)
+
+
+def text_model_path(name: str = "ch_PP-OCRv4_det_infer.onnx") -> Path:
+    """A PP-OCRv4 model inside the installed ``rapidocr-onnxruntime`` wheel (not imported: its deps are not)."""
     spec = importlib.util.find_spec("rapidocr_onnxruntime")
     if spec is None or not spec.submodule_search_locations:
         raise ModelError(
             "second look: the text detector package is missing "
             "(pip install --no-deps rapidocr-onnxruntime==1.4.4, or PLATEMASK_SECOND_LOOK=off)"
         )
-    path = Path(next(iter(spec.submodule_search_locations))) / "models" / "ch_PP-OCRv4_det_infer.onnx"
+    path = Path(next(iter(spec.submodule_search_locations))) / "models" / name
     if not path.is_file():
-        raise ModelError(f"second look: no text detector at {path}")
+        raise ModelError(f"second look: no text model at {path}")
     return path
 
 
@@ -135,12 +170,47 @@ class TextDetector:
         return regions
 
 
+class TextReader:
+    """PP-OCR's recogniser (CRNN + CTC) run by OpenVINO: the characters of one text region."""
+
+    HEIGHT = 48
+    MAX_WIDTH = 320
+
+    def __init__(self, path: Path, cache_dir: Path | None = None) -> None:
+        import openvino as ov
+
+        model = ov.Core().read_model(str(path))
+        # The character list travels in the ONNX file's metadata, one character per line.
+        characters = str(model.get_rt_info()["framework"]["character"].astype(str)).splitlines()
+        self._characters = ["", *characters, " "]  # CTC: blank first, space last (PaddleOCR's use_space_char)
+        compiled = compile_openvino(model, cache_dir)
+        self._request = compiled.create_infer_request()
+        self._lock = threading.Lock()
+
+    def read(self, image: np.ndarray, quad: np.ndarray) -> tuple[str, float]:
+        """The region's characters and the recogniser's mean confidence in them."""
+        line = _straighten(image, quad, self.HEIGHT)
+        # Widths in steps of 32 px: a handful of input shapes, each compiled once.
+        width = min(self.MAX_WIDTH, max(32, -(-line.shape[1] // 32) * 32))
+        line = cv2.resize(line, (min(width, line.shape[1]), self.HEIGHT), interpolation=cv2.INTER_LINEAR)
+        tensor = np.zeros((1, 3, self.HEIGHT, width), np.float32)  # padding is grey: 0 after normalising
+        tensor[0, :, :, : line.shape[1]] = cv2.dnn.blobFromImage(line, 1 / 127.5, mean=(127.5, 127.5, 127.5))[0]
+        with self._lock:
+            result = self._request.infer({0: tensor}, share_inputs=True)
+            scores = np.array(next(iter(result.values()))[0], np.float32)
+        best, confidence = scores.argmax(axis=1), scores.max(axis=1)
+        keep = (best != 0) & np.r_[True, best[1:] != best[:-1]]  # CTC: drop blanks and repeats
+        text = "".join(self._characters[i] for i in best[keep] if i < len(self._characters))
+        return text, float(confidence[keep].mean()) if keep.any() else 0.0
+
+
 class SecondLook:
     """The text detector plus a closer look by the plate model; loaded once per process."""
 
     def __init__(self, options: SecondLookOptions) -> None:
         self.options = options
         self._text: TextDetector | None = None
+        self._reader: TextReader | None = None
         self._lock = threading.Lock()
         self._loading: Future[None] | None = None
 
@@ -162,6 +232,7 @@ class SecondLook:
         self._text = TextDetector(
             text_model_path(), long_side=self.options.text_side, min_score=self.options.text_score
         )
+        self._reader = TextReader(text_model_path("ch_PP-OCRv4_rec_infer.onnx"))
 
     def look(self, image: np.ndarray, plates: Sequence[Detection], detector: PlateDetector, padding: float) -> Look:
         """Candidates the ``plates`` (masked with ``padding``) leave visible, looked at closer."""
@@ -178,7 +249,7 @@ class SecondLook:
         for index in range(0, len(candidates), _GRID * _GRID):
             batch = candidates[index : index + _GRID * _GRID]
             for region, found in zip(batch, self._closer_look(image, batch, detector), strict=True):
-                self._decide(region, found, look, detector.options.conf)
+                self._decide(image, region, found, look, detector.options.conf)
         return look
 
     def _plate_like(self, region: TextRegion, width: int, height: int) -> bool:
@@ -231,17 +302,22 @@ class SecondLook:
         right, bottom = min(width, int(left + side)), min(height, int(top + side))
         return (left, top, right, bottom), _TILE / max(right - left, bottom - top)
 
-    def _decide(self, region: TextRegion, found: list[Detection], look: Look, conf: float) -> None:
-        """A plate on the region is masked; a weak one is unconfirmed (masked or listed by mode); none, dropped."""
+    def _decide(self, image: np.ndarray, region: TextRegion, found: list[Detection], look: Look, conf: float) -> None:
+        """A plate on the region is masked; a weak one or plate-like characters are unconfirmed; else dropped."""
         on_region = [d for d in found if _overlap(d.box, region.box) >= 0.3]
-        if not on_region:
-            return
-        best = max(on_region, key=lambda d: d.conf)
-        if best.conf >= conf:
+        best = max(on_region, key=lambda d: d.conf) if on_region else None
+        if best is not None and best.conf >= conf:
             look.masks.append(replace(best, source="closer_look"))
             return
-        # Unconfirmed: hide what either opinion says, the text region and the weak plate box.
-        unconfirmed = Detection(box=_union(best.box, region.box), conf=best.conf, source="second_look")
+        if best is not None:
+            # Hide what either opinion says: the text region and the weak plate box.
+            unconfirmed = Detection(box=_union(best.box, region.box), conf=best.conf, source="second_look")
+        else:
+            assert self._reader is not None
+            text, certainty = self._reader.read(image, region.quad)
+            if certainty < self.options.read_conf or not looks_like_plate_text(text):
+                return
+            unconfirmed = Detection(box=region.box, conf=0.0, source="second_look")
         (look.masks if self.options.mode == "mask" else look.unmasked).append(unconfirmed)
 
 
@@ -295,6 +371,21 @@ def _overlap(a: tuple[float, ...], b: tuple[float, ...]) -> float:
 
 def _union(a: tuple[float, ...], b: tuple[float, ...]) -> tuple[float, float, float, float]:
     return min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])
+
+
+def _straighten(image: np.ndarray, quad: np.ndarray, height: int) -> np.ndarray:
+    """The region as an upright line of text ``height`` px high (a tall region is turned)."""
+    s, d = quad.sum(axis=1), np.diff(quad, axis=1).ravel()
+    corners = np.float32([quad[np.argmin(s)], quad[np.argmin(d)], quad[np.argmax(s)], quad[np.argmax(d)]])
+    width = max(1, round(max(np.linalg.norm(corners[0] - corners[1]), np.linalg.norm(corners[3] - corners[2]))))
+    tall = max(1, round(max(np.linalg.norm(corners[0] - corners[3]), np.linalg.norm(corners[1] - corners[2]))))
+    target = np.float32([[0, 0], [width, 0], [width, tall], [0, tall]])
+    line = cv2.warpPerspective(
+        image, cv2.getPerspectiveTransform(corners, target), (width, tall), borderMode=cv2.BORDER_REPLICATE
+    )
+    if tall > 1.5 * width:
+        line = np.ascontiguousarray(np.rot90(line))
+    return cv2.resize(line, (max(1, round(line.shape[1] * height / line.shape[0])), height))
 
 
 def _mean_inside(probability: np.ndarray, contour: np.ndarray) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -9,7 +10,7 @@ from platemask.config import DetectOptions, SecondLookOptions, Settings
 from platemask.detect import Detection, get_detector
 from platemask.errors import ConfigError
 from platemask.pipeline import Photo, process_photos
-from platemask.second_look import SecondLook, TextRegion, get_second_look
+from platemask.second_look import SecondLook, TextRegion, get_second_look, looks_like_plate_text
 from platemask.storage import LocalStorage
 from platemask.synthetic import encode_jpeg, make_car_photo, make_scene
 
@@ -66,8 +67,9 @@ def test_text_detector_finds_the_plate_characters(car) -> None:
         pytest.param("mask", 0.05, "second_look", False, id="unconfirmed-masked-fail-closed"),
         pytest.param("review", 0.05, None, True, id="unconfirmed-only-listed"),
         pytest.param("review", 0.6, "closer_look", False, id="confirmed-masked-in-review-mode-too"),
-        pytest.param("mask", 0.01, None, False, id="closer-look-sees-nothing-dropped"),
-        pytest.param("mask", None, None, False, id="no-plate-at-all-dropped"),
+        # The closer look sees nothing: the recogniser reads the plate's characters (54-07).
+        pytest.param("mask", 0.01, "second_look", False, id="read-like-a-plate-masked"),
+        pytest.param("review", None, None, True, id="read-like-a-plate-listed"),
     ],
 )
 def test_modes_decide_what_happens_to_a_missed_plate(car, mode, closer_conf, masked_by, left_visible) -> None:
@@ -124,11 +126,43 @@ def test_pipeline_masks_what_the_second_look_finds(settings: Settings, photo_roo
     )
     assert without.ok and without.detections == 0
     assert outcome.ok and outcome.detections >= 1
-    import cv2
-
     masked = cv2.imdecode(np.frombuffer(store.read(outcome.outputs["detect"]), np.uint8), cv2.IMREAD_COLOR)
     x1, y1, x2, y2 = photo.plate_box
     assert np.abs(masked[y1:y2, x1:x2].astype(int) - settings.render.color).max(axis=2).mean() < 12
+
+
+@pytest.mark.parametrize("words", ["SALE", "TOYOTA"])
+def test_a_sign_the_closer_look_rejects_is_left_alone(words: str) -> None:
+    scene = make_scene(3, size=(1280, 960))
+    cv2.rectangle(scene, (400, 380), (760, 470), (250, 250, 250), -1)
+    cv2.putText(scene, words, (420, 450), cv2.FONT_HERSHEY_SIMPLEX, 2.2, (20, 20, 20), 5)
+    second_look = get_second_look(SecondLookOptions())
+    second_look.load_async().result()
+    [sign] = [r for r in second_look._text.find(scene) if r.box[0] < 500 < r.box[2]]
+    assert second_look._reader.read(scene, sign.quad)[0] == words  # read, and not like a plate
+    look = second_look.look(scene, [], BlindModel(None), padding=0.25)
+    assert look.masks == [] and look.unmasked == []
+
+
+@pytest.mark.parametrize(
+    ("text", "plate_like"),
+    [
+        ("54-07", True),
+        ("品川330", True),
+        ("*54-07", True),  # a kana the recogniser has no symbol for
+        ("WXD 1620", True),
+        ("GBP445JRV", True),
+        ("0634", True),
+        ("FORD", False),
+        ("Safety", False),
+        ("¥1,980,000", False),
+        ("03-1234-5678", False),
+        ("12", False),
+        ("", False),
+    ],
+)
+def test_plate_like_text(text: str, plate_like: bool) -> None:
+    assert looks_like_plate_text(text) is plate_like
 
 
 def test_no_candidates_in_a_scene_without_text() -> None:
