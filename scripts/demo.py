@@ -265,6 +265,9 @@ def _report(rows, doc, seconds, messages, root, tracking, sheet, returncode) -> 
         )
     print(f"Photos and outputs: {root}  (.backup/ and .detect/ next to each car's photos)")
     print(f"Tracking file:      {tracking}")
+    to_check = sum(bool(r.get("review")) for r in done)
+    page = Path(tracking).parents[1] / "review" / f"review_{doc['date'].replace('-', '')}.html"
+    print(f"Photos to check:    {to_check}, on {page}" if page.is_file() else "Photos to check:    no page written")
     print(f"Contact sheet:      {sheet}")
     print("Summary sent to Chatwork (captured locally):" if messages else "No Chatwork summary was sent.")
     for body in messages:

@@ -80,7 +80,6 @@ class Look:
 
     masks: list[Detection] = field(default_factory=list)  # to hide, beside the model's own
     unmasked: list[Detection] = field(default_factory=list)  # unconfirmed candidates left visible (review mode)
-    candidates: int = 0
 
 
 #: Characters a plate line is made of: Latin capitals, digits, kana and kanji (Japanese region names).
@@ -245,7 +244,7 @@ class SecondLook:
         covered = _mask_of(plates, padding, width, height)
         candidates = [r for r in regions if self._plate_like(r, width, height) and not _hidden(r.box, covered)]
         candidates = sorted(candidates, key=lambda r: r.score, reverse=True)[: self.options.max_candidates]
-        look = Look(candidates=len(candidates))
+        look = Look()
         for index in range(0, len(candidates), _GRID * _GRID):
             batch = candidates[index : index + _GRID * _GRID]
             for region, found in zip(batch, self._closer_look(image, batch, detector), strict=True):
