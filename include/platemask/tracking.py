@@ -96,16 +96,17 @@ def apply_outcome(record: Record, outcome: PhotoOutcome, at: str) -> None:
         record["sha256"] = dict(outcome.sha256)
     if outcome.backup_history:
         record.setdefault("backup_history", []).append(outcome.backup_history)
+    # Photos to check (platemask.review): this processing's reasons and the marks their page
+    # outlines; an earlier processing's never stay behind (a failed photo has none).
+    for key, value in (("review", outcome.review), ("review_marks", outcome.review_marks)):
+        if value and outcome.ok:
+            record[key] = list(value)
+        else:
+            record.pop(key, None)
     if outcome.ok:
         record["detections"] = outcome.detections
         record["output_paths"] = dict(outcome.outputs)
         record.pop("error", None)
-        # Photos to check (platemask.review): the reasons, and the marks their page outlines.
-        for key, value in (("review", outcome.review), ("review_marks", outcome.review_marks)):
-            if value:
-                record[key] = list(value)
-            else:
-                record.pop(key, None)
         set_status(record, "verified", at)
     else:
         assert outcome.error is not None

@@ -14,10 +14,12 @@ import pytest
 from platemask.cli import main as platemask
 from platemask.daily import finish_day, plan_day, process_cars, publish_review
 from platemask.detect import Detection
+from platemask.errors import InvalidImageError
 from platemask.notify import CarOutcome, DaySummary, Quality, format_summary
+from platemask.pipeline import Photo, PhotoOutcome
 from platemask.review import REASONS, review_page_path, review_reasons
 from platemask.storage import LocalStorage
-from platemask.tracking import DayTracking
+from platemask.tracking import DayTracking, apply_outcome, new_record
 from tests.conftest import StubDetector
 from tests.support.site import valid_tracking
 
@@ -187,3 +189,19 @@ def test_review_command_prints_the_list_and_writes_the_page(reviewed_day, settin
     assert out[-1].endswith("review/review_20260203.html")
     assert platemask(["review", "2026-02-04"]) == 0
     assert capsys.readouterr().out.startswith("2026-02-04: no photos to check")
+
+
+def test_a_reprocessed_photo_keeps_only_its_latest_reasons() -> None:
+    photo = Photo(file_id=7, car_id="10418430", path="/upfile/1041/8430/7.jpg", branch_no=1)
+    record = new_record(photo, "2026-02-03 10:00:00")
+    marks = [{"box": [0, 0, 9, 9], "conf": 0.1, "source": "model", "masked": True}]
+    listed = PhotoOutcome(photo, detections=1, outputs={"detect": "/upfile/1041/8430/.detect/7.jpg"})
+    listed.review, listed.review_marks = ["low_confidence"], marks
+    apply_outcome(record, listed, "2026-02-03 10:00:01")
+    assert record["review"] == ["low_confidence"] and record["review_marks"] == marks
+    apply_outcome(record, PhotoOutcome(photo, error=InvalidImageError("truncated JPEG")), "2026-02-03 11:00:00")
+    assert "review" not in record and "review_marks" not in record  # nothing to check on a failed photo
+    apply_outcome(record, listed, "2026-02-03 12:00:00")
+    clean = PhotoOutcome(photo, detections=1, outputs={"detect": "/upfile/1041/8430/.detect/7.jpg"})
+    apply_outcome(record, clean, "2026-02-03 13:00:00")
+    assert "review" not in record and "review_marks" not in record
