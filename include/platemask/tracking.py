@@ -35,6 +35,7 @@ __all__ = [
     "FINISHED",
     "RESTORE_STATUSES",
     "STATUSES",
+    "TRANSITIONS",
     "DayTracking",
     "Record",
     "apply_outcome",
@@ -81,10 +82,25 @@ def new_record(photo: Photo, at: str) -> Record:
     }
 
 
+#: Rule 5's state machine: the states a record may move to from each state.
+TRANSITIONS: dict[str, frozenset[str]] = {
+    # Planned again (an unfinished photo of an earlier run), started, or refused at planning.
+    "pending": frozenset({"pending", "processing", "error"}),
+    # Started again (a retried task), finished either way, planned again after a crash.
+    "processing": frozenset({"processing", "verified", "error", "pending"}),
+    "verified": frozenset({"done", "pending"}),  # the car complete; or reprocessed (changed, force)
+    "done": frozenset({"pending"}),  # reprocessed only: changed upload or force
+    "error": frozenset({"pending", "processing"}),  # every later run retries it, as does a retried task
+}
+
+
 def set_status(record: Record, status: str, at: str) -> None:
-    """Move a record to ``status``, keeping the history (rule 5: history is kept)."""
+    """Move a record to ``status``, keeping the history (rule 5); any other move is a bug, refused."""
     if status not in STATUSES:
         raise ValueError(f"unknown status {status!r}")
+    current = record.get("status")
+    if current is not None and status not in TRANSITIONS[current]:
+        raise ValueError(f"record {record.get('file_id')}: {current} → {status} is not a rule 5 transition")
     record["status"] = status
     record["status_history"].append({"status": status, "at": at})
 

@@ -19,7 +19,7 @@ from platemask.notify import CarOutcome, DaySummary, Quality, format_summary
 from platemask.pipeline import Photo, PhotoOutcome
 from platemask.review import REASONS, review_page_path, review_reasons
 from platemask.storage import LocalStorage
-from platemask.tracking import DayTracking, apply_outcome, new_record
+from platemask.tracking import DayTracking, apply_outcome, new_record, set_status
 from tests.conftest import StubDetector
 from tests.support.site import valid_tracking
 
@@ -197,11 +197,19 @@ def test_a_reprocessed_photo_keeps_only_its_latest_reasons() -> None:
     marks = [{"box": [0, 0, 9, 9], "conf": 0.1, "source": "model", "masked": True}]
     listed = PhotoOutcome(photo, detections=1, outputs={"detect": "/upfile/1041/8430/.detect/7.jpg"})
     listed.review, listed.review_marks = ["low_confidence"], marks
-    apply_outcome(record, listed, "2026-02-03 10:00:01")
-    assert record["review"] == ["low_confidence"] and record["review_marks"] == marks
-    apply_outcome(record, PhotoOutcome(photo, error=InvalidImageError("truncated JPEG")), "2026-02-03 11:00:00")
-    assert "review" not in record and "review_marks" not in record  # nothing to check on a failed photo
-    apply_outcome(record, listed, "2026-02-03 12:00:00")
+    failed = PhotoOutcome(photo, error=InvalidImageError("truncated JPEG"))
     clean = PhotoOutcome(photo, detections=1, outputs={"detect": "/upfile/1041/8430/.detect/7.jpg"})
-    apply_outcome(record, clean, "2026-02-03 13:00:00")
+
+    def process(outcome: PhotoOutcome, hour: int) -> None:
+        if record["status"] != "pending":
+            set_status(record, "pending", f"2026-02-03 {hour:02}:00:00")  # planned again (force)
+        set_status(record, "processing", f"2026-02-03 {hour:02}:00:01")
+        apply_outcome(record, outcome, f"2026-02-03 {hour:02}:00:02")
+
+    process(listed, 10)
+    assert record["review"] == ["low_confidence"] and record["review_marks"] == marks
+    process(failed, 11)
+    assert "review" not in record and "review_marks" not in record  # nothing to check on a failed photo
+    process(listed, 12)
+    process(clean, 13)
     assert "review" not in record and "review_marks" not in record

@@ -182,3 +182,33 @@ def test_a_fresh_lock_of_a_live_process_or_another_host_is_respected(tmp_path: P
         tracking = DayTracking(LocalStorage(tmp_path), DAY)
         tracking._break_stale_lock(900.0)
         assert lock.read_text() == holder
+
+
+@pytest.mark.parametrize(
+    ("path", "allowed"),
+    [
+        pytest.param(["processing", "verified", "done"], True, id="the-happy-path"),
+        pytest.param(["processing", "error", "pending", "processing", "verified"], True, id="error-retried"),
+        pytest.param(["processing", "error", "processing", "verified"], True, id="car-task-retried"),
+        pytest.param(["processing", "pending", "processing", "processing", "error"], True, id="crash-then-retry"),
+        pytest.param(["processing", "verified", "done", "pending"], True, id="forced-again"),
+        pytest.param(["error"], True, id="refused-at-planning"),
+        pytest.param(["verified"], False, id="verified-without-processing"),
+        pytest.param(["processing", "done"], False, id="done-before-verified"),
+        pytest.param(["processing", "verified", "error"], False, id="verified-photo-cannot-fail"),
+        pytest.param(["processing", "error", "done"], False, id="error-cannot-become-done"),
+        pytest.param(["processing", "verified", "done", "done"], False, id="done-twice"),
+    ],
+)
+def test_set_status_follows_the_rule_5_state_machine(path: list[str], allowed: bool) -> None:
+    record = {"file_id": 1, "status": "pending", "status_history": [{"status": "pending", "at": "t0"}]}
+    try:
+        for i, status in enumerate(path):
+            set_status(record, status, f"t{i + 1}")
+    except ValueError as exc:
+        assert not allowed, exc
+        assert "is not a rule 5 transition" in str(exc)
+        assert [h["status"] for h in record["status_history"]] == ["pending", *path[:i]]  # refused: nothing kept
+    else:
+        assert allowed
+        assert [h["status"] for h in record["status_history"]] == ["pending", *path]
