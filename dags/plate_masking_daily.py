@@ -25,17 +25,16 @@ Hides the licence plates in the photos uploaded on one site-local day.
 from __future__ import annotations
 
 import datetime as dt
-import os
 from pathlib import Path
 
 import pendulum
 from airflow.sdk import CronDataIntervalTimetable, Param, TaskInstance, TriggerRule, dag, task
 
-from platemask.config import car_tasks
+from platemask.config import car_tasks, site_timezone
 from platemask_airflow.notifiers import ChatworkNotifier
 from platemask_airflow.operators import PlateMaskOperator
 
-SITE_TIMEZONE = os.environ.get("PLATEMASK_TIMEZONE", "Asia/Tokyo")
+SITE_TIMEZONE = site_timezone()  # PLATEMASK_TIMEZONE: whose calendar days are the site's days
 UPLOADS_SQL = Path(__file__).parents[1] / "include" / "sql" / "day_uploads.sql"
 CAR_TASKS = car_tasks()  # PLATEMASK_CAR_TASKS: car tasks at once, every run and worker together
 

@@ -22,13 +22,14 @@ from pathlib import Path
 import pendulum
 from airflow.sdk import Param, dag, task
 
+from platemask.config import site_timezone
 from platemask_airflow.restore import CAR_ID_PATTERN, RESTORE_STATUSES
 
 
 @dag(
     dag_id=Path(__file__).stem,
     schedule=None,
-    start_date=pendulum.datetime(2026, 1, 1, tz="Asia/Tokyo"),
+    start_date=pendulum.datetime(2026, 1, 1, tz=site_timezone()),
     catchup=False,
     default_args={"retries": 2},
     params={

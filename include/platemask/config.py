@@ -59,6 +59,12 @@ VARIABLES: dict[str, str] = {
     "YOLO_CONFIG_DIR": "Writable folder for ultralytics settings (default: a platemask folder in the temp dir)",
 }
 
+#: The one home of each default that several modules need.
+DEFAULT_TIMEZONE = "Asia/Tokyo"
+BACKUP_DIR = ".backup"  # next to each photo (SPEC section 3)
+DETECT_DIR = ".detect"
+DEFAULT_CHATWORK_API_URL = "https://api.chatwork.com/v2"
+
 _POSITIONS = ("top-left", "top-right", "bottom-left", "bottom-right")
 MASK_STYLES = ("fill", "blur", "pixelate", "logo")
 SECOND_LOOK_MODES = ("mask", "review", "off")
@@ -148,15 +154,15 @@ class Settings:
 
     s3_mount: str
     log_dir: str
-    backup_dir_name: str = ".backup"
-    detect_dir_name: str = ".detect"
+    backup_dir_name: str = BACKUP_DIR
+    detect_dir_name: str = DETECT_DIR
     backup_s3_bucket: str | None = None
     backup_s3_key_prefix: str = ""
     aws_conn_id: str | None = None
     chatwork_api_key: str | None = field(default=None, repr=False)
     chatwork_room_id: str | None = None
-    chatwork_api_url: str = "https://api.chatwork.com/v2"
-    timezone: str = "Asia/Tokyo"
+    chatwork_api_url: str = DEFAULT_CHATWORK_API_URL
+    timezone: str = DEFAULT_TIMEZONE
     cars_per_task: int = 1
     detect: DetectOptions = DetectOptions()
     second_look: SecondLookOptions = SecondLookOptions()
@@ -181,14 +187,14 @@ class Settings:
         return cls(
             s3_mount=env.get("S3_MOUNT") or "",
             log_dir=env.get("LOG_DIR") or default_logs,
-            backup_dir_name=env.get("BACKUP_S3_PREFIX") or ".backup",
+            backup_dir_name=env.get("BACKUP_S3_PREFIX") or BACKUP_DIR,
             backup_s3_bucket=env.get("BACKUP_S3_BUCKET") or None,
             backup_s3_key_prefix=(env.get("BACKUP_S3_KEY_PREFIX") or "").strip("/"),
             aws_conn_id=env.get("AWS_CONN_ID") or None,
             chatwork_api_key=env.get("CHATWORK_API_KEY") or None,
             chatwork_room_id=env.get("CHATWORK_ROOM_ID") or None,
-            chatwork_api_url=(env.get("CHATWORK_API_URL") or "https://api.chatwork.com/v2").rstrip("/"),
-            timezone=env.get("PLATEMASK_TIMEZONE") or "Asia/Tokyo",
+            chatwork_api_url=(env.get("CHATWORK_API_URL") or DEFAULT_CHATWORK_API_URL).rstrip("/"),
+            timezone=site_timezone(env._environ),
             cars_per_task=env.integer("PLATEMASK_CARS_PER_TASK", 1, minimum=1),
             detect=DetectOptions(
                 model=env.get("PLATE_MODEL") or None,
@@ -219,6 +225,11 @@ class Settings:
         """Fail early, naming the variable, when no photo root is configured."""
         if not self.s3_mount:
             raise ConfigError("S3_MOUNT is not set: it must name the root of the /upfile/... photo paths")
+
+
+def site_timezone(environ: Mapping[str, str] | None = None) -> str:
+    """``PLATEMASK_TIMEZONE``: the time zone whose calendar days are the site's days (DAGs read it at parse time)."""
+    return _Env(os.environ if environ is None else environ).get("PLATEMASK_TIMEZONE") or DEFAULT_TIMEZONE
 
 
 def car_tasks(environ: Mapping[str, str] | None = None) -> int:

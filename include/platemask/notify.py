@@ -22,6 +22,7 @@ import requests
 import tenacity
 import urllib3
 
+from platemask.config import DEFAULT_CHATWORK_API_URL
 from platemask.errors import ChatworkError
 
 if TYPE_CHECKING:
@@ -41,7 +42,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DEFAULT_API_URL = "https://api.chatwork.com/v2"
+DEFAULT_API_URL = DEFAULT_CHATWORK_API_URL
 
 #: Longest summary we send. Chatwork's API definition (chatwork/api, RAML/api-ja.raml) gives
 #: ``body`` a maxLength of 65535 without saying whether it counts characters or UTF-8 bytes

@@ -10,6 +10,7 @@ import posixpath
 import re
 from dataclasses import dataclass
 
+from platemask.config import BACKUP_DIR, DETECT_DIR
 from platemask.errors import UnsafePathError
 
 __all__ = ["CAR_ID", "PhotoPaths", "car_folder", "photo_paths", "validate_car_id"]
@@ -52,7 +53,7 @@ class PhotoPaths:
         return posixpath.basename(self.original)
 
 
-def photo_paths(path: str, *, backup_dir: str = ".backup", detect_dir: str = ".detect") -> PhotoPaths:
+def photo_paths(path: str, *, backup_dir: str = BACKUP_DIR, detect_dir: str = DETECT_DIR) -> PhotoPaths:
     """Validate a database path and derive its backup and ``.detect/`` paths."""
     original = _clean(path)
     folder, name = posixpath.split(original)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from platemask.backup import history_path
-from platemask.config import Settings
+from platemask.config import BACKUP_DIR, DETECT_DIR, Settings
 from platemask.errors import MissingFileError, PlateMaskError
 from platemask.images import output_source, sha256
 from platemask.paths import photo_paths
@@ -167,8 +167,8 @@ def restore_day(
     *,
     store: Storage,
     backups: Storage,
-    backup_dir: str = ".backup",
-    detect_dir: str = ".detect",
+    backup_dir: str = BACKUP_DIR,
+    detect_dir: str = DETECT_DIR,
     workers: int = 8,
     progress_every: float = 5.0,
 ) -> RestoreReport:

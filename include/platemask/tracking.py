@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
+from platemask.config import DEFAULT_TIMEZONE
 from platemask.errors import MissingFileError, StorageError, TrackingError
 from platemask.storage import Storage, open_log_storage
 
@@ -161,7 +162,7 @@ class DayTracking:
     ``store`` is the ``LOG_DIR`` storage: a folder shared by every worker of the day, or S3.
     """
 
-    def __init__(self, store: Storage, day: dt.date, timezone: str = "Asia/Tokyo") -> None:
+    def __init__(self, store: Storage, day: dt.date, timezone: str = DEFAULT_TIMEZONE) -> None:
         self.store = store
         self.day = day
         self.timezone = timezone
