@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import posixpath
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from platemask.config import BACKUP_DIR, DETECT_DIR
 from platemask.errors import UnsafePathError
 
-__all__ = ["CAR_ID", "PhotoPaths", "car_folder", "photo_paths", "validate_car_id"]
+__all__ = ["CAR_ID", "PhotoPaths", "car_folder", "parse_car_ids", "photo_paths", "validate_car_id"]
 
 #: What a car id may look like: it names folders and files, so nothing that can escape them.
 CAR_ID = r"[0-9A-Za-z][0-9A-Za-z_-]{4,63}"
@@ -26,6 +27,17 @@ def validate_car_id(car_id: str) -> str:
     if not isinstance(car_id, str) or not _CAR_ID.match(car_id):
         raise UnsafePathError(f"car id {car_id!r} must be 5-64 letters, digits, '_' or '-'")
     return car_id
+
+
+def parse_car_ids(values: str | Iterable[str] | None) -> tuple[str, ...]:
+    """Car ids as people type them: None, ``"10418430"``, ``"10418430, 10418457"`` or a list of those.
+
+    The restore form's text field and the command line's ``--car-id`` both go through here.
+    """
+    if not values:
+        return ()
+    items = [values] if isinstance(values, str) else list(values)
+    return tuple(validate_car_id(part.strip()) for item in items for part in item.split(",") if part.strip())
 
 
 def car_folder(car_id: str) -> str:

@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,7 +23,7 @@ from platemask.backup import history_path
 from platemask.config import BACKUP_DIR, DETECT_DIR, Settings
 from platemask.errors import MissingFileError, PlateMaskError
 from platemask.images import output_source, sha256
-from platemask.paths import photo_paths
+from platemask.paths import parse_car_ids, photo_paths
 from platemask.storage import Storage
 from platemask.tracking import RESTORE_STATUSES, DayTracking, Record, site_now, stamp
 
@@ -300,7 +300,7 @@ def _restore_command(args: argparse.Namespace) -> int:
     logging.getLogger("platemask").setLevel(logging.INFO)
     settings = Settings.from_env()
     settings.require_storage()
-    request = RestoreRequest(args.date, args.status, _car_ids(args.car_ids), args.dry_run, args.remove_detect)
+    request = RestoreRequest(args.date, args.status, parse_car_ids(args.car_ids), args.dry_run, args.remove_detect)
     store, backups = open_storage(settings)
     report = restore_day(
         request,
@@ -315,10 +315,3 @@ def _restore_command(args: argparse.Namespace) -> int:
     if client is not None and report.files:
         client.post_message(report.text())
     return 1 if report.failed else 0
-
-
-def _car_ids(values: Sequence[str]) -> tuple[str, ...]:
-    from platemask.paths import validate_car_id
-
-    ids = [part.strip() for value in values for part in value.split(",") if part.strip()]
-    return tuple(validate_car_id(car_id) for car_id in ids)

@@ -10,13 +10,13 @@ from typing import Any
 from airflow.sdk.exceptions import AirflowFailException
 
 from platemask.config import Settings
-from platemask.paths import CAR_ID, validate_car_id
+from platemask.paths import CAR_ID, parse_car_ids
 from platemask.storage import Storage
 from platemask.tracking import RESTORE_STATUSES
 from platemask_airflow.chatwork import chatwork_client
 from platemask_airflow.storage import day_tracking, open_storage
 
-__all__ = ["CAR_ID_PATTERN", "RESTORE_STATUSES", "car_ids_from_param", "run_restore"]
+__all__ = ["CAR_ID_PATTERN", "RESTORE_STATUSES", "run_restore"]
 
 log = logging.getLogger(__name__)
 
@@ -24,14 +24,6 @@ log = logging.getLogger(__name__)
 CAR_ID_PATTERN = rf"^\s*{CAR_ID}(\s*,\s*{CAR_ID})*\s*$"
 #: Problem lines kept in the XCom; the task log has them all.
 _XCOM_PROBLEMS = 100
-
-
-def car_ids_from_param(value: str | list[str] | None) -> tuple[str, ...]:
-    """``"1041 8430"``-free parsing of the ``car_id`` param: None, one id, ``"a, b"`` or a list."""
-    if not value:
-        return ()
-    items = value if isinstance(value, list) else str(value).split(",")
-    return tuple(validate_car_id(item.strip()) for item in items if item.strip())
 
 
 def run_restore(params: Mapping[str, Any], storage: tuple[Storage, Storage] | None = None) -> dict[str, Any]:
@@ -42,7 +34,7 @@ def run_restore(params: Mapping[str, Any], storage: tuple[Storage, Storage] | No
     request = RestoreRequest(
         day=dt.date.fromisoformat(params["date"]),
         status=params["status"],
-        car_ids=car_ids_from_param(params.get("car_id")),
+        car_ids=parse_car_ids(params.get("car_id")),
         dry_run=bool(params.get("dry_run", True)),
         remove_detect=bool(params.get("remove_detect", False)),
     )

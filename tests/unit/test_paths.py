@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from platemask.errors import UnsafePathError
-from platemask.paths import car_folder, photo_paths
+from platemask.paths import car_folder, parse_car_ids, photo_paths
 from platemask.storage import LocalStorage
 
 
@@ -76,3 +76,22 @@ def test_storage_refuses_symlink_out_of_root(tmp_path) -> None:
     with pytest.raises(UnsafePathError):
         store.write("/upfile/1041/8430/.detect/x.jpg", b"data")
     assert not (outside / ".detect").exists()
+
+
+@pytest.mark.parametrize(
+    ("typed", "expected"),
+    [
+        (None, ()),
+        ("", ()),
+        ("10418430", ("10418430",)),
+        (" 10418430 , 20260001,", ("10418430", "20260001")),  # the restore form's text field
+        (["10418430", "10418457,20260001"], ("10418430", "10418457", "20260001")),  # --car-id, repeated
+    ],
+)
+def test_parse_car_ids(typed, expected) -> None:
+    assert parse_car_ids(typed) == expected
+
+
+def test_parse_car_ids_refuses_a_path() -> None:
+    with pytest.raises(UnsafePathError):
+        parse_car_ids("10418430, ../../etc")
