@@ -15,9 +15,12 @@ Boxes agree with ultralytics' to well under a pixel (tests/unit/test_runtime.py)
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import tempfile
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -235,17 +238,43 @@ def compile_openvino(path: Path | Any, cache_dir: Path | None = None) -> Any:
     import openvino as ov
 
     core = ov.Core()
-    cache = cache_dir or default_cache_dir()
+    cache: Path | None = cache_dir or default_cache_dir()
     try:
         cache.mkdir(parents=True, exist_ok=True)
         core.set_property({"CACHE_DIR": str(cache)})  # a new process loads the compiled blob instead of compiling
     except OSError:
-        pass  # no writable cache: compile every time, slower but correct
+        cache = None  # no writable cache: compile every time, slower but correct
     try:
         source = str(path) if isinstance(path, Path) else path
-        return core.compile_model(source, "CPU", {"PERFORMANCE_HINT": "LATENCY"})
+        with _cache_lock(cache):
+            return core.compile_model(source, "CPU", {"PERFORMANCE_HINT": "LATENCY"})
     except Exception as exc:
         raise ModelError(f"cannot load model {path}: {exc}") from exc
+
+
+@contextlib.contextmanager
+def _cache_lock(cache: Path | None) -> Iterator[None]:
+    """One process at a time compiles into (or loads from) the cache folder.
+
+    OpenVINO writes a cache blob in place and maps it when loading: car tasks starting together
+    on a cold cache crashed (SIGBUS) or failed ("cannot set permissions ... .blob") when one
+    process rewrote a blob another was reading. Loading a ready blob takes milliseconds, so
+    waiting in turn costs little; the first process compiles and the others load its blob.
+    """
+    if cache is None:
+        yield
+        return
+    try:
+        handle = open(cache / ".compile.lock", "a")  # noqa: SIM115 (held for the whole block)
+    except OSError:
+        yield  # a read-only cache: nobody writes blobs there
+        return
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _openvino(path: Path, cache_dir: Path | None) -> Any:

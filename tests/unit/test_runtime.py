@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -99,3 +100,26 @@ def test_the_outline_holds_every_piece_of_the_mask() -> None:
     polygon = _outline(protos, np.float32([1.0]), box, (640, 640), gain=1.0, pad=(0, 0), photo_shape=(640, 640))
     assert polygon is not None
     assert polygon[:, 0].min() <= 4 * 20 + 1 and polygon[:, 0].max() >= 4 * 62
+
+
+def test_car_tasks_starting_together_on_a_cold_model_cache_all_load(tmp_path: Path) -> None:
+    # Each process compiles the plate model and both text models into one empty cache, at once.
+    script = (
+        "import numpy as np\n"
+        "from platemask.config import DetectOptions, SecondLookOptions\n"
+        "from platemask.detect import PlateDetector\n"
+        "from platemask.second_look import SecondLook\n"
+        "detector, look = PlateDetector(DetectOptions()), SecondLook(SecondLookOptions())\n"
+        "detector.load_async().result(); look.load_async().result()\n"
+        "image = np.full((480, 640, 3), 128, np.uint8)\n"
+        "print('ready', len(look.look(image, detector.detect([image])[0], detector, 0.25).masks))\n"
+    )
+    env = {**os.environ, "PLATEMASK_MODEL_CACHE": str(tmp_path / "cache")}
+    tasks = [
+        subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for _ in range(6)
+    ]
+    results = [(task.wait(timeout=300), *task.communicate()) for task in tasks]
+    for returncode, out, err in results:
+        assert returncode == 0 and out.decode().strip() == "ready 0", err.decode()[-2000:]
+    assert list((tmp_path / "cache").glob("*.blob"))  # and the cache was written for later tasks
