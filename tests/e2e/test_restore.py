@@ -120,9 +120,9 @@ def test_command_line_twin(site: Site, processed_day, chatwork) -> None:
     platemask = str(Path(sys.executable).with_name("platemask"))
     command = [platemask, "restore", "--date", "2026-02-03", "--status", "done", "--car-id", "10418457"]
     before = site.snapshot()
-    dry = subprocess.run([*command, "--dry-run"], capture_output=True, text=True, env=os.environ, check=True)
+    dry = subprocess.run([*command, "--dry-run"], capture_output=True, encoding="utf-8", env=os.environ, check=True)
     assert "復元予定: 1件" in dry.stdout and site.snapshot() == before
-    subprocess.run(command, capture_output=True, text=True, env=os.environ, check=True)
+    subprocess.run(command, capture_output=True, encoding="utf-8", env=os.environ, check=True)
     assert "✅ 復元: 1件" in chatwork.messages[-1]["body"]  # the same report as the DAG's
     for upload in processed_day["10418457"]:
         assert site.file(upload.path) == upload.original

@@ -33,7 +33,10 @@ def test_mask_dir_masks_every_image_into_the_same_relative_path(photo_dir, tmp_p
     folder, boxes = photo_dir
     out = tmp_path / "out"
     result = subprocess.run(
-        [PLATEMASK, "mask-dir", str(folder), str(out), "--no-banner"], capture_output=True, text=True, check=False
+        [PLATEMASK, "mask-dir", str(folder), str(out), "--no-banner"],
+        capture_output=True,
+        encoding="utf-8",
+        check=False,
     )
     assert result.returncode == 1  # one broken image: reported, the others done
     assert "broken.jpg: invalid_image" in result.stderr
@@ -64,11 +67,17 @@ def test_mask_dir_style_and_banner(photo_dir, tmp_path: Path) -> None:
 
 def test_bad_arguments_exit_cleanly(tmp_path: Path) -> None:
     result = subprocess.run(
-        [PLATEMASK, "mask-dir", str(tmp_path), str(tmp_path / "o")], capture_output=True, text=True, check=False
+        [PLATEMASK, "mask-dir", str(tmp_path), str(tmp_path / "o")],
+        capture_output=True,
+        encoding="utf-8",
+        check=False,
     )
     assert result.returncode == 1 and "no .jpg/.jpeg/.png files" in result.stderr
     result = subprocess.run(
-        [PLATEMASK, "mask-dir", "a", "b", "--style", "glitter"], capture_output=True, text=True, check=False
+        [PLATEMASK, "mask-dir", "a", "b", "--style", "glitter"],
+        capture_output=True,
+        encoding="utf-8",
+        check=False,
     )
     assert result.returncode == 2 and "invalid choice" in result.stderr
 
@@ -82,7 +91,7 @@ def test_mask_dir_second_look(tmp_path: Path, mode: str, hidden: bool) -> None:
     result = subprocess.run(
         [PLATEMASK, "mask-dir", str(tmp_path / "in"), str(tmp_path / "out"), "--no-banner", "--second-look", mode],
         capture_output=True,
-        text=True,
+        encoding="utf-8",
         check=False,
     )
     assert result.returncode == 0, result.stderr
