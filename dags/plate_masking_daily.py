@@ -76,13 +76,18 @@ def plate_masking_daily() -> None:
             "the day's uploads could not be planned ({{ ti.task_id }}). {{ ti.log_url }}[/info]"
         ),
     )
-    def plan_uploads(params: dict, ti: TaskInstance, logical_date: dt.datetime | None = None) -> list[dict]:
-        """Read the day's uploads, write each car's work into the tracking file, return the cars."""
+    def plan_uploads(params: dict, ti: TaskInstance, logical_date: dt.datetime | None = None) -> list[list[str]]:
+        """Read the day's uploads, write each car's work into the tracking file, return the car batches.
+
+        Its other outputs, ``day`` and ``counts``, are constants of the run: Airflow maps over a
+        task's return value only.
+        """
         from platemask_airflow.daily import plan
 
         day_plan = plan(UPLOADS_SQL, params["date"], logical_date, force=params["force"])
-        ti.xcom_push(key="counts", value=day_plan.counts())
-        return day_plan.mapped_items()
+        for key, value in day_plan.outputs().items():
+            ti.xcom_push(key=key, value=value)
+        return day_plan.batches
 
     @task(trigger_rule=TriggerRule.ALL_DONE)
     def finish_day(ti: TaskInstance) -> dict:
@@ -92,10 +97,13 @@ def plate_masking_daily() -> None:
         # Pulled, not passed: when the plan failed there is no XCom and finish says so plainly.
         return finish(ti.xcom_pull(task_ids="plan_uploads", key="counts"), run_id=ti.run_id)
 
-    cars = plan_uploads()
+    plan = plan_uploads()
     masked = PlateMaskOperator.partial(
-        task_id="mask_car", max_active_tis_per_dag=CAR_TASKS, map_index_template="{{ car_label }}"
-    ).expand_kwargs(cars)
+        task_id="mask_car",
+        day=plan["day"],
+        max_active_tis_per_dag=CAR_TASKS,
+        map_index_template="{{ car_label }}",
+    ).expand(car_ids=plan)
     masked >> finish_day()
 
 

@@ -67,14 +67,14 @@ def _measure(work: Path, rows: int) -> dict[str, float]:
     started = time.perf_counter()
     day_plan = plan(UPLOADS_SQL, DAY.isoformat(), None, force=False)
     figures["plan_s"] = time.perf_counter() - started
-    items, counts = day_plan.mapped_items(), day_plan.counts()
+    items, counts = day_plan.batches, day_plan.counts()
     figures["xcom_items_bytes"] = len(json.dumps(items))
     figures["xcom_counts_bytes"] = len(json.dumps(counts))
     started = time.perf_counter()
     _verify_every_car(DAY, [car for batch in day_plan.batches for car in batch])
     figures["simulated_car_tasks_s"] = time.perf_counter() - started
     started = time.perf_counter()
-    summary = finish(counts)
+    summary = finish(counts, run_id="bench-scale")
     figures["finish_s"] = time.perf_counter() - started
     tracking = Path(os.environ["LOG_DIR"]) / "tracking" / f"processed_{DAY:%Y%m%d}.json"
     figures["tracking_mb"] = tracking.stat().st_size / 1e6

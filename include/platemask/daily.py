@@ -74,9 +74,12 @@ class DayPlan:
     skipped: int
     refused: int = 0
 
-    def mapped_items(self) -> list[dict[str, Any]]:
-        """One small dict per mapped task (its operator arguments): car ids only, never photo lists."""
-        return [{"day": self.day.isoformat(), "car_ids": batch} for batch in self.batches]
+    def outputs(self) -> dict[str, Any]:
+        """The planning task's named outputs, constants of the run: the day and the counts.
+
+        The batches (one list of car ids per car task, never photo lists) are its return value.
+        """
+        return {"day": self.day.isoformat(), "counts": self.counts()}
 
     def counts(self) -> dict[str, Any]:
         """The numbers the finishing task needs."""

@@ -49,6 +49,12 @@ def test_daily_shape(dagbag: DagBag) -> None:
     # Bounded without a pool: a pool that nobody created leaves car tasks scheduled forever.
     masks = dag.task_dict["mask_car"]
     assert masks.pool == "default_pool" and masks.max_active_tis_per_dag == 4
+    # Airflow's mapping shape: one task per batch of car ids, the day a constant of the run.
+    assert set(masks.expand_input.value) == {"car_ids"}
+    day = masks.partial_kwargs["day"]
+    assert (day.operator.task_id, day.key) == ("plan_uploads", "day")
+    car_ids = masks.expand_input.value["car_ids"]
+    assert (car_ids.operator.task_id, car_ids.key) == ("plan_uploads", "return_value")
 
 
 def test_car_task_bound_comes_from_the_environment() -> None:

@@ -51,8 +51,8 @@ def _day_file(tracking: DayTracking) -> str:
 def _run_day(settings, tracking: DayTracking, rows=ROWS, **plan_kwargs):
     plan = plan_day(rows, tracking, **plan_kwargs)
     store = LocalStorage(settings.s3_mount)
-    for item in plan.mapped_items():
-        process_cars(item["car_ids"], tracking, settings=settings, store=store, detector=StubDetector())
+    for car_ids in plan.batches:
+        process_cars(car_ids, tracking, settings=settings, store=store, detector=StubDetector())
     return plan, finish_day(tracking, skipped=plan.skipped, refused=plan.refused)
 
 
@@ -185,7 +185,6 @@ def test_batches_respect_max_map_length() -> None:
 def test_xcom_stays_small_for_a_huge_day(settings, tracking: DayTracking) -> None:
     rows = [_row(c * 30 + p, f"{10000000 + c}", f"{p}.jpg", p + 1) for c in range(5000) for p in range(30)]
     plan = plan_day(rows, tracking, max_tasks=1024)
-    items = json.dumps(plan.mapped_items())
-    assert len(plan.mapped_items()) <= 1024 and len(items) < 200_000  # 150,000 photos, car ids only
+    assert len(plan.batches) <= 1024 and len(json.dumps([plan.batches, plan.outputs()])) < 200_000  # car ids only
     assert len(json.dumps(plan.counts())) < 200
     assert plan.photos == 150_000 and len(list(tracking.store.list(tracking.parts_dir))) == 5000
