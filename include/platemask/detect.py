@@ -21,7 +21,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,7 @@ import numpy as np
 
 from platemask.config import DetectOptions
 from platemask.errors import ModelError
-from platemask.runtime import SegmentationModel, is_direct_model
+from platemask.runtime import BackgroundLoad, SegmentationModel, is_direct_model
 
 __all__ = [
     "Detection",
@@ -170,8 +170,7 @@ class PlateDetector:
     def __init__(self, options: DetectOptions) -> None:
         self.options = options
         self._model: Any = None
-        self._lock = threading.Lock()
-        self._loading: Future[None] | None = None
+        self._loader = BackgroundLoad(self._load, "platemask-model")
         #: CPU seconds this process had used when the model became ready (start-up cost, see make bench).
         self.ready_cpu_s: float | None = None
 
@@ -182,12 +181,7 @@ class PlateDetector:
 
     def load_async(self) -> Future[None]:
         """Start loading the model in a background thread (idempotent)."""
-        with self._lock:
-            if self._loading is None:
-                pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="platemask-model")
-                self._loading = pool.submit(self._load)
-                pool.shutdown(wait=False)
-            return self._loading
+        return self._loader.start()
 
     def detect(self, images: Sequence[np.ndarray], *, conf: float | None = None) -> list[list[Detection]]:
         """Detect plates in each image; one list of detections per image (``conf``: another threshold)."""

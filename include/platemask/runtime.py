@@ -20,7 +20,8 @@ import fcntl
 import os
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ import numpy as np
 
 from platemask.errors import ModelError
 
-__all__ = ["ModelInfo", "SegmentationModel", "compile_openvino", "is_direct_model"]
+__all__ = ["BackgroundLoad", "ModelInfo", "SegmentationModel", "compile_openvino", "is_direct_model"]
 
 PAD_VALUE = 114
 MAX_NMS = 30_000  # candidates kept for NMS, as ultralytics
@@ -52,6 +53,29 @@ class RawDetection:
     box: tuple[float, float, float, float]
     conf: float
     polygon: np.ndarray | None
+
+
+class BackgroundLoad:
+    """A model load that runs once, in a background thread, while the task reads its first photos."""
+
+    def __init__(self, load: Callable[[], None], thread_name: str) -> None:
+        self._load, self._thread_name = load, thread_name
+        self._lock = threading.Lock()
+        self._future: Future[None] | None = None
+
+    @property
+    def started(self) -> bool:
+        """Whether :meth:`start` was called."""
+        return self._future is not None
+
+    def start(self) -> Future[None]:
+        """Start the load (idempotent); the future says when it is done, or why it failed."""
+        with self._lock:
+            if self._future is None:
+                pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=self._thread_name)
+                self._future = pool.submit(self._load)
+                pool.shutdown(wait=False)
+            return self._future
 
 
 def is_direct_model(path: Path) -> bool:

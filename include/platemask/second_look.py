@@ -27,7 +27,7 @@ import logging
 import re
 import threading
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -37,7 +37,7 @@ import numpy as np
 from platemask.config import SecondLookOptions
 from platemask.detect import Detection, PlateDetector
 from platemask.errors import ModelError
-from platemask.runtime import compile_openvino
+from platemask.runtime import BackgroundLoad, compile_openvino
 
 __all__ = [
     "Look",
@@ -210,8 +210,7 @@ class SecondLook:
         self.options = options
         self._text: TextDetector | None = None
         self._reader: TextReader | None = None
-        self._lock = threading.Lock()
-        self._loading: Future[None] | None = None
+        self._loader = BackgroundLoad(self._load, "platemask-text")
 
     @property
     def enabled(self) -> bool:
@@ -219,13 +218,8 @@ class SecondLook:
         return self.options.mode != "off"
 
     def load_async(self) -> Future[None]:
-        """Start loading the text detector in the background (idempotent)."""
-        with self._lock:
-            if self._loading is None:
-                pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="platemask-text")
-                self._loading = pool.submit(self._load)
-                pool.shutdown(wait=False)
-            return self._loading
+        """Start loading the text models in the background (idempotent)."""
+        return self._loader.start()
 
     def _load(self) -> None:
         self._text = TextDetector(

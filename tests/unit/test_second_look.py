@@ -88,7 +88,7 @@ def test_off_looks_at_nothing(car) -> None:
     model = BlindModel(0.6)
     second_look = SecondLook(SecondLookOptions(mode="off"))
     assert second_look.look(car.image, [], model, padding=0.25).masks == [] and model.closer_looks == 0
-    assert second_look._loading is None  # the text detector is never even loaded
+    assert not second_look._loader.started  # the text models are never even loaded
 
 
 def test_text_the_masks_already_hide_is_no_candidate(car) -> None:
