@@ -45,7 +45,9 @@ def _parser() -> argparse.ArgumentParser:
     mask.add_argument("--no-banner", action="store_true", help="do not draw the banner")
     mask.add_argument("--style", choices=MASK_STYLES, help="mask style (default: PLATEMASK_MASK_STYLE or fill)")
     mask.add_argument("--conf", type=float, help="confidence threshold (default: PLATEMASK_CONF or 0.10)")
-    mask.add_argument("--padding", type=float, help="mask padding, fraction of the plate (default 0.10)")
+    mask.add_argument(
+        "--padding", type=float, help="mask padding, fraction of the plate (default: PLATEMASK_PADDING or 0.25)"
+    )
     mask.add_argument("--model", help="model file or folder (default: PLATE_MODEL or the built-in model)")
     mask.add_argument(
         "--second-look",

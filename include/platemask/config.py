@@ -181,7 +181,8 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Build settings from environment variables (see ``VARIABLES``)."""
-        env = _Env(os.environ if environ is None else environ)
+        source = os.environ if environ is None else environ
+        env = _Env(source)
         default_logs = str(Path(env.get("AIRFLOW_HOME") or ".") / "logs")
         banner = env.get("PLATEMASK_BANNER")
         return cls(
@@ -194,7 +195,7 @@ class Settings:
             chatwork_api_key=env.get("CHATWORK_API_KEY") or None,
             chatwork_room_id=env.get("CHATWORK_ROOM_ID") or None,
             chatwork_api_url=(env.get("CHATWORK_API_URL") or DEFAULT_CHATWORK_API_URL).rstrip("/"),
-            timezone=site_timezone(env._environ),
+            timezone=site_timezone(source),
             cars_per_task=env.integer("PLATEMASK_CARS_PER_TASK", 1, minimum=1),
             detect=DetectOptions(
                 model=env.get("PLATE_MODEL") or None,

@@ -249,14 +249,16 @@ def publish_review(tracking: DayTracking, *, settings: Settings, store: Storage,
     The photos are masked whatever happens here: the page helps a person check them, so a page
     that cannot be written must not turn a processed day red.
     """
-    records = photos_to_review(tracking.load()["processed"].values())
     try:
+        records = photos_to_review(tracking.load()["processed"].values())
         return write_review_page(
             tracking.day, records, settings=settings, store=store, backups=backups, logs=tracking.store
         )
     except PlateMaskError as exc:
         log.error("Review page for %s NOT written: %s", tracking.day, exc.describe())
-        return None
+    except Exception:  # a bug in the page must not fail a day whose photos are done
+        log.exception("Review page for %s NOT written", tracking.day)
+    return None
 
 
 def _cars_with_verified(records: Iterable[Record]) -> set[str]:
