@@ -14,7 +14,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from platemask.config import Settings
 from platemask.daily import DayPlan, deliver_summary, finish_day, plan_day, publish_review, target_day
 from platemask.notify import format_summary
-from platemask_airflow.chatwork import chatwork_client
+from platemask_airflow.chatwork import ChatworkHook
 from platemask_airflow.storage import day_tracking, open_storage
 from platemask_airflow.uploads import fetch_day_uploads
 
@@ -51,7 +51,7 @@ def finish(counts: dict[str, Any] | None, *, run_id: str) -> dict[str, Any]:
     tracking = day_tracking(settings, dt.date.fromisoformat(counts["date"]))
     summary = finish_day(tracking, skipped=counts["skipped"], refused=counts["refused"])
     log.info("Summary:\n%s", format_summary(summary))
-    chatwork = deliver_summary(summary, tracking, lambda: chatwork_client(settings), run_id=run_id)
+    chatwork = deliver_summary(summary, tracking, ChatworkHook(settings=settings).get_conn, run_id=run_id)
     store, backups = open_storage(settings)
     review_page = publish_review(tracking, settings=settings, store=store, backups=backups)
     if summary.failed:

@@ -8,9 +8,8 @@ from functools import cached_property
 
 from airflow.sdk import BaseNotifier, Context
 
-from platemask.config import Settings
 from platemask.notify import ChatworkClient
-from platemask_airflow.chatwork import DEFAULT_CONN_ID, chatwork_client
+from platemask_airflow.chatwork import DEFAULT_CONN_ID, ChatworkHook
 
 __all__ = ["ChatworkNotifier"]
 
@@ -34,7 +33,7 @@ class ChatworkNotifier(BaseNotifier):
     @cached_property
     def client(self) -> ChatworkClient | None:
         """The Chatwork client, built on first use; None when Chatwork is not configured."""
-        return chatwork_client(Settings.from_env(), self.chatwork_conn_id)
+        return ChatworkHook(self.chatwork_conn_id).get_conn()
 
     def notify(self, context: Context) -> None:
         """Send the rendered message (a no-op, logged, when Chatwork is not configured)."""

@@ -13,7 +13,7 @@ from platemask.config import Settings
 from platemask.paths import CAR_ID, parse_car_ids
 from platemask.storage import Storage
 from platemask.tracking import RESTORE_STATUSES
-from platemask_airflow.chatwork import chatwork_client
+from platemask_airflow.chatwork import ChatworkHook
 from platemask_airflow.storage import day_tracking, open_storage
 
 __all__ = ["CAR_ID_PATTERN", "RESTORE_STATUSES", "run_restore"]
@@ -53,7 +53,7 @@ def run_restore(params: Mapping[str, Any], storage: tuple[Storage, Storage] | No
         log.warning("Not restored: %s", line)
     for car_id in report.unmatched_cars():
         log.warning("No matching photos for car %s (status=%s) on %s", car_id, request.status, request.day)
-    client = chatwork_client(settings)
+    client = ChatworkHook(settings=settings).get_conn()
     if client is not None and report.files:
         client.post_message(text)
     result = report.as_dict()
