@@ -21,7 +21,7 @@ import secrets
 import socket
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 from zoneinfo import ZoneInfo
 
 from platemask.config import DEFAULT_TIMEZONE
@@ -39,6 +39,8 @@ __all__ = [
     "TRANSITIONS",
     "DayTracking",
     "Record",
+    "ReviewMark",
+    "StatusChange",
     "apply_outcome",
     "mark_cars_done",
     "merge_record",
@@ -50,7 +52,55 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-Record = dict[str, Any]
+
+class StatusChange(TypedDict):
+    """One entry of ``status_history``: a state, or ``restored``, and when (``stamp`` format)."""
+
+    status: str
+    at: str
+
+
+class ReviewMark(TypedDict):
+    """What the review page outlines on a photo to check (platemask.review)."""
+
+    box: list[int]  # x1, y1, x2, y2 in photo pixels
+    conf: float
+    source: str  # model, closer_look or second_look
+    masked: bool
+
+
+class _RecordFields(TypedDict):
+    """The original script's required fields."""
+
+    file_id: int
+    car_id: str
+    path: str  # /upfile/..., relative to S3_MOUNT
+    branch_no: int | None
+    is_first: bool  # rule 0: branch_no == 1
+    status: str  # one of STATUSES, moved by set_status only
+    status_history: list[StatusChange]
+
+
+class Record(_RecordFields, total=False):
+    """One photo of the day file, ``processed[<file_id>]`` (rule 5; tests/schemas/tracking.schema.json).
+
+    The original schema's optional fields, then the ones platemask adds (never a changed meaning).
+    """
+
+    detections: int
+    output_paths: dict[str, str]  # detect, and original for a first photo
+    completed_at: str
+    error: str  # "<code>: <reason>"
+    sha256: dict[str, str]  # backup, detect, original
+    source_updated_at: str | None
+    duration_ms: int
+    backup_history: list[str]
+    restored_at: str
+    detect_removed_at: str
+    review: list[str]  # platemask.review.REASONS codes
+    review_marks: list[ReviewMark]
+
+
 STATUSES = ("pending", "processing", "verified", "done", "error")
 #: States whose outputs are verified: not processed again unless the photo changed or force is asked.
 FINISHED = ("verified", "done")
