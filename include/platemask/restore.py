@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from platemask.backup import history_path
 from platemask.config import BACKUP_DIR, DETECT_DIR, Settings
@@ -27,6 +27,9 @@ from platemask.paths import parse_car_ids, photo_paths
 from platemask.storage import Storage
 from platemask.tracking import RESTORE_STATUSES, DayTracking, Record, site_now, stamp
 
+if TYPE_CHECKING:
+    from platemask.notify import ChatworkClient
+
 __all__ = [
     "RESTORE_STATUSES",
     "FileRestore",
@@ -34,6 +37,7 @@ __all__ = [
     "RestoreRequest",
     "add_restore_command",
     "car_id_from_path",
+    "restore_and_report",
     "restore_day",
     "select_records",
 ]
@@ -282,6 +286,38 @@ class _Progress:
                 log.info("Restore progress: %d/%d files (%.0f files/s)", self.count, self.total, rate)
 
 
+def restore_and_report(
+    request: RestoreRequest,
+    tracking: DayTracking,
+    *,
+    settings: Settings,
+    store: Storage,
+    backups: Storage,
+    client: ChatworkClient | None,
+) -> RestoreReport:
+    """Rule 7 end to end, for the restore DAG and ``platemask restore`` alike.
+
+    Restores (or lists) the originals, logs what was not restored and the requested cars that
+    matched nothing, and posts the report to Chatwork when ``client`` is given and files were
+    selected. The caller shows the report (task log or terminal) and decides the outcome.
+    """
+    report = restore_day(
+        request,
+        tracking,
+        store=store,
+        backups=backups,
+        backup_dir=settings.backup_dir_name,
+        detect_dir=settings.detect_dir_name,
+    )
+    for line in report.as_dict()["problems"]:
+        log.warning("Not restored: %s", line)
+    for car_id in report.unmatched_cars():
+        log.warning("No matching photos for car %s (status=%s) on %s", car_id, request.status, request.day)
+    if client is not None and report.files:
+        client.post_message(report.text())
+    return report
+
+
 def add_restore_command(commands: Any) -> None:
     """Register ``platemask restore``, the command-line twin of ``plate_masking_restore``."""
     parser = commands.add_parser("restore", help="put originals back from .backup/ (see plate_masking_restore)")
@@ -302,16 +338,8 @@ def _restore_command(args: argparse.Namespace) -> int:
     settings.require_storage()
     request = RestoreRequest(args.date, args.status, parse_car_ids(args.car_ids), args.dry_run, args.remove_detect)
     store, backups = open_storage(settings)
-    report = restore_day(
-        request,
-        DayTracking.for_settings(settings, args.date),
-        store=store,
-        backups=backups,
-        backup_dir=settings.backup_dir_name,
-        detect_dir=settings.detect_dir_name,
-    )
-    print(report.text())
+    tracking = DayTracking.for_settings(settings, args.date)
     client = client_from_settings(settings)
-    if client is not None and report.files:
-        client.post_message(report.text())
+    report = restore_and_report(request, tracking, settings=settings, store=store, backups=backups, client=client)
+    print(report.text())
     return 1 if report.failed else 0

@@ -28,7 +28,7 @@ _XCOM_PROBLEMS = 100
 
 def run_restore(params: Mapping[str, Any], storage: tuple[Storage, Storage] | None = None) -> dict[str, Any]:
     """Restore (or list, in a dry run) the selected originals and report per car."""
-    from platemask.restore import RestoreRequest, restore_day  # OpenCV stays out of DAG parsing
+    from platemask.restore import RestoreRequest, restore_and_report  # OpenCV stays out of DAG parsing
 
     settings = Settings.from_env()
     request = RestoreRequest(
@@ -39,23 +39,15 @@ def run_restore(params: Mapping[str, Any], storage: tuple[Storage, Storage] | No
         remove_detect=bool(params.get("remove_detect", False)),
     )
     store, backups = storage or open_storage(settings)
-    report = restore_day(
+    report = restore_and_report(
         request,
         day_tracking(settings, request.day),
+        settings=settings,
         store=store,
         backups=backups,
-        backup_dir=settings.backup_dir_name,
-        detect_dir=settings.detect_dir_name,
+        client=ChatworkHook(settings=settings).get_conn(),
     )
-    text = report.text()
-    log.info("Restore report:\n%s", text)
-    for line in report.as_dict()["problems"]:
-        log.warning("Not restored: %s", line)
-    for car_id in report.unmatched_cars():
-        log.warning("No matching photos for car %s (status=%s) on %s", car_id, request.status, request.day)
-    client = ChatworkHook(settings=settings).get_conn()
-    if client is not None and report.files:
-        client.post_message(text)
+    log.info("Restore report:\n%s", report.text())
     result = report.as_dict()
     result["problems"] = result["problems"][:_XCOM_PROBLEMS]
     if report.failed and not request.dry_run:

@@ -7,11 +7,14 @@ from pathlib import Path
 
 import pytest
 
+from platemask.config import Settings
+from platemask.notify import ChatworkClient
 from platemask.paths import photo_paths
-from platemask.restore import RestoreRequest, restore_day
+from platemask.restore import RestoreRequest, restore_and_report, restore_day
 from platemask.storage import LocalStorage
 from platemask.tracking import DayTracking
 from tests.conftest import jpeg_bytes, noisy_photo
+from tests.fakes.chatwork import FakeChatwork
 
 DAY = dt.date(2026, 2, 3)
 PATHS = [f"/upfile/1041/8430/10418430{n:03d}.jpg" for n in (1, 2, 3)] + ["/upfile/1041/8457/10418457001.jpg"]
@@ -90,3 +93,18 @@ def test_a_dry_run_names_the_cars_it_found_nothing_for(day) -> None:
     assert report.files == [] and report.unmatched_cars() == ("10418430", "99999999")
     assert "no matching photos for car 10418430 (status=error)" in report.text()
     assert report.as_dict()["unmatched_cars"] == ["10418430", "99999999"]
+
+
+def test_restore_and_report_posts_the_report_once_and_only_when_files_were_selected(day, tmp_path: Path) -> None:
+    store, tracking, originals = day
+    settings = Settings.from_env({"S3_MOUNT": str(tmp_path / "mount"), "LOG_DIR": str(tmp_path / "logs")})
+    with FakeChatwork(token="restore-token") as chatwork:
+        client = ChatworkClient(api_key="restore-token", room_id="77", api_url=chatwork.url)
+        request = RestoreRequest(DAY, "done", ("10418457",), dry_run=False)
+        report = restore_and_report(request, tracking, settings=settings, store=store, backups=store, client=client)
+        assert store.read(PATHS[3]) == originals[PATHS[3]]  # only car 10418457's photo
+        assert store.read(PATHS[0]) != originals[PATHS[0]]
+        assert [m["body"] for m in chatwork.messages] == [report.text()]
+        nothing = RestoreRequest(DAY, "error", (), dry_run=False)  # no record is in error
+        restore_and_report(nothing, tracking, settings=settings, store=store, backups=store, client=client)
+        assert len(chatwork.messages) == 1
