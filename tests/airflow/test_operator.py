@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from unittest import mock
 
 import pytest
@@ -26,11 +28,18 @@ def test_car_label(car_ids: list[str], label: str) -> None:
     assert car_label(car_ids) == label
 
 
-def test_init_stores_arguments_only() -> None:
-    with mock.patch("platemask.daily.process_cars") as process:
-        op = _operator(s3_mount="/mnt/x", mask_style="blur")
-    process.assert_not_called()
-    assert (op.car_ids, op.day, op.s3_mount, op.mask_style) == (["10418430"], "2026-02-03", "/mnt/x", "blur")
+def test_building_the_operator_at_parse_time_imports_no_photo_code() -> None:
+    # DAG processors build every operator on every parse: nothing of the photo work may load then.
+    probe = (
+        "import sys\n"
+        "from platemask_airflow.operators import PlateMaskOperator\n"
+        "op = PlateMaskOperator(task_id='mask_car', car_ids=['10418430'], day='2026-02-03', mask_style='blur')\n"
+        "print(op.car_ids, op.day, op.mask_style)\n"
+        "heavy = ('numpy', 'cv2', 'openvino', 'platemask.daily', 'platemask.pipeline')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, encoding="utf-8", check=True)
+    assert result.stdout.splitlines()[-2:] == ["['10418430'] 2026-02-03 blur", "[]"]
 
 
 def test_bad_style_refused_early() -> None:
