@@ -18,7 +18,7 @@ from platemask.paths import photo_paths
 from platemask.pipeline import Photo, process_photos
 from platemask.s3 import S3Storage, parse_s3_url
 from platemask.storage import LocalStorage
-from tests.conftest import StubDetector, jpeg_bytes, noisy_photo
+from tests.support.photos import StubDetector, jpeg_bytes, noisy_photo
 from tests.support.seaweed import Seaweed
 
 pytestmark = pytest.mark.s3

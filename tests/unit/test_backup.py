@@ -10,7 +10,7 @@ from platemask.errors import InvalidImageError, MissingFileError
 from platemask.images import encode_jpeg, sha256
 from platemask.paths import photo_paths
 from platemask.storage import LocalStorage
-from tests.conftest import jpeg_bytes, noisy_photo
+from tests.support.photos import jpeg_bytes, noisy_photo
 
 PATH = "/upfile/1041/8430/10418430001.jpg"
 PATHS = photo_paths(PATH)

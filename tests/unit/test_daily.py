@@ -10,7 +10,7 @@ import pytest
 from platemask.daily import DayPlan, _batches, finish_day, plan_day, process_cars, target_day
 from platemask.storage import LocalStorage
 from platemask.tracking import DayTracking
-from tests.conftest import StubDetector
+from tests.support.photos import StubDetector
 
 DAY = dt.date(2026, 2, 3)
 UPDATED = dt.datetime(2026, 2, 3, 10, 0)

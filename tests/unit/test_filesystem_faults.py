@@ -14,7 +14,7 @@ import pytest
 from platemask.config import Settings
 from platemask.pipeline import Photo, process_photos
 from platemask.storage import LocalStorage
-from tests.conftest import StubDetector, jpeg_bytes, noisy_photo
+from tests.support.photos import StubDetector, jpeg_bytes, noisy_photo
 
 FOLDER = "upfile/1041/8430"
 

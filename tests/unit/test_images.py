@@ -10,7 +10,7 @@ from PIL import Image
 from platemask.config import Limits
 from platemask.errors import ImageTooLargeError, InvalidImageError
 from platemask.images import decode, encode_jpeg, inspect, output_source, sha256
-from tests.conftest import jpeg_bytes, noisy_photo
+from tests.support.photos import jpeg_bytes, noisy_photo
 
 LIMITS = Limits()
 

@@ -9,7 +9,7 @@ import pytest
 from platemask.config import MASK_STYLES, RenderOptions
 from platemask.detect import Detection
 from platemask.render import add_banner, mask_plates, render_outputs
-from tests.conftest import noisy_photo
+from tests.support.photos import noisy_photo
 
 BOX = (200.0, 300.0, 360.0, 380.0)  # a 160×80 plate
 PLATE = Detection(box=BOX, conf=0.9)

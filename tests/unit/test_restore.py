@@ -13,8 +13,8 @@ from platemask.paths import photo_paths
 from platemask.restore import RestoreRequest, restore_and_report, restore_day
 from platemask.storage import LocalStorage
 from platemask.tracking import DayTracking
-from tests.conftest import jpeg_bytes, noisy_photo
 from tests.fakes.chatwork import FakeChatwork
+from tests.support.photos import jpeg_bytes, noisy_photo
 
 DAY = dt.date(2026, 2, 3)
 PATHS = [f"/upfile/1041/8430/10418430{n:03d}.jpg" for n in (1, 2, 3)] + ["/upfile/1041/8457/10418457001.jpg"]

@@ -20,7 +20,7 @@ from platemask.pipeline import Photo, PhotoOutcome
 from platemask.review import REASONS, review_page_path, review_reasons
 from platemask.storage import LocalStorage
 from platemask.tracking import DayTracking, apply_outcome, new_record, set_status
-from tests.conftest import StubDetector
+from tests.support.photos import StubDetector
 from tests.support.site import valid_tracking
 
 DAY = dt.date(2026, 2, 3)
