@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pytest
 
 from platemask.backup import prepare_original
 from platemask.config import Limits
-from platemask.errors import ImageTooLargeError, MissingFileError, StorageError
+from platemask.errors import MissingFileError, StorageError
 from platemask.images import sha256
 from platemask.paths import photo_paths
 from platemask.pipeline import Photo, process_photos
@@ -55,36 +54,6 @@ def test_paths_map_to_keys_under_the_prefix(store: S3Storage, weed: Seaweed, buc
     store.delete(PATH)
     with pytest.raises(MissingFileError, match="does not exist"):
         store.read(PATH)
-
-
-def test_size_limit_is_checked_before_download(store: S3Storage) -> None:
-    store.write(PATH, b"x" * 5000)
-    with pytest.raises(ImageTooLargeError, match="5000 bytes"):
-        store.read(PATH, max_bytes=1000)
-
-
-def test_create_is_a_conditional_write(store: S3Storage) -> None:
-    assert store.create(PATHS.backup, b"first") is True
-    assert store.create(PATHS.backup, b"second") is False  # 412 Precondition Failed = exists
-    assert store.read(PATHS.backup) == b"first"
-
-
-def test_racing_backups_have_one_winner(weed: Seaweed, bucket: str) -> None:
-    barrier = threading.Barrier(6)
-    wins: list[bool] = []
-
-    def racer(n: int) -> None:
-        own = S3Storage(weed.client(), bucket, "webroot")  # one client per worker, as in separate processes
-        barrier.wait()
-        wins.append(own.create(PATHS.backup, f"worker {n}".encode()))
-
-    threads = [threading.Thread(target=racer, args=(n,)) for n in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert wins.count(True) == 1
-    assert S3Storage(weed.client(), bucket, "webroot").read(PATHS.backup).startswith(b"worker ")
 
 
 def test_server_side_copy_backup(store: S3Storage) -> None:
