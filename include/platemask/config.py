@@ -125,8 +125,7 @@ class RenderOptions:
     jpeg_quality: int = 92
 
     def __post_init__(self) -> None:
-        if self.style not in MASK_STYLES:
-            raise ConfigError(f"PLATEMASK_MASK_STYLE must be one of {', '.join(MASK_STYLES)}, not {self.style!r}")
+        check_mask_style(self.style)
         if self.banner_position not in _POSITIONS:
             raise ConfigError(
                 f"PLATEMASK_BANNER_POSITION must be one of {', '.join(_POSITIONS)}, not {self.banner_position!r}"
@@ -226,6 +225,13 @@ class Settings:
         """Fail early, naming the variable, when no photo root is configured."""
         if not self.s3_mount:
             raise ConfigError("S3_MOUNT is not set: it must name the root of the /upfile/... photo paths")
+
+
+def check_mask_style(style: str, setting: str = "PLATEMASK_MASK_STYLE") -> str:
+    """``style`` if it is one of ``MASK_STYLES``; else a :class:`ConfigError` naming ``setting``."""
+    if style not in MASK_STYLES:
+        raise ConfigError(f"{setting} must be one of {', '.join(MASK_STYLES)}, not {style!r}")
+    return style
 
 
 def site_timezone(environ: Mapping[str, str] | None = None) -> str:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from platemask.config import MASK_STYLES, Settings
+from platemask.config import Settings, check_mask_style
 from platemask.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -62,7 +62,7 @@ class PlateMaskOperator(BaseOperator):
         self.mask_style = mask_style
         self.aws_conn_id = aws_conn_id
         if mask_style and "{{" not in mask_style:
-            _check_style(mask_style)
+            check_mask_style(mask_style, "mask_style")  # at parse time, unless a template decides
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
         started_cpu_s = time.process_time()  # this process's start-up so far: fork, task runner, DAG parse
@@ -85,7 +85,8 @@ class PlateMaskOperator(BaseOperator):
         return [result.as_xcom() for result in results]
 
     def _settings(self) -> Settings:
-        _check_style(self.mask_style)  # again: the value may have come from a template
+        if self.mask_style:
+            check_mask_style(self.mask_style, "mask_style")  # again: the value may have come from a template
         base = Settings.from_env()
         settings = base.with_overrides(
             s3_mount=self.s3_mount,
@@ -133,8 +134,3 @@ class PlateMaskOperator(BaseOperator):
             raise AirflowException(message + " (temporary errors: retrying)")
         # Bad input does not get better by retrying: fail now, so the car shows red at once.
         raise AirflowFailException(message)
-
-
-def _check_style(style: str | None) -> None:
-    if style and style not in MASK_STYLES:
-        raise ValueError(f"mask_style must be one of {', '.join(MASK_STYLES)}, not {style!r}")
