@@ -71,6 +71,13 @@ SECOND_LOOK_MODES = ("mask", "review", "off")
 ASSETS = Path(__file__).parent / "assets"
 
 
+def check_mask_style(style: str, setting: str = "PLATEMASK_MASK_STYLE") -> str:
+    """``style`` if it is one of ``MASK_STYLES``; else a :class:`ConfigError` naming ``setting``."""
+    if style not in MASK_STYLES:
+        raise ConfigError(f"{setting} must be one of {', '.join(MASK_STYLES)}, not {style!r}")
+    return style
+
+
 @dataclass(frozen=True)
 class DetectOptions:
     """How plates are found. Defaults favour hiding too much over missing a plate."""
@@ -225,13 +232,6 @@ class Settings:
         """Fail early, naming the variable, when no photo root is configured."""
         if not self.s3_mount:
             raise ConfigError("S3_MOUNT is not set: it must name the root of the /upfile/... photo paths")
-
-
-def check_mask_style(style: str, setting: str = "PLATEMASK_MASK_STYLE") -> str:
-    """``style`` if it is one of ``MASK_STYLES``; else a :class:`ConfigError` naming ``setting``."""
-    if style not in MASK_STYLES:
-        raise ConfigError(f"{setting} must be one of {', '.join(MASK_STYLES)}, not {style!r}")
-    return style
 
 
 def site_timezone(environ: Mapping[str, str] | None = None) -> str:
