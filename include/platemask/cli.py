@@ -110,6 +110,7 @@ def _review(args: argparse.Namespace) -> int:
 def _mask_dir(args: argparse.Namespace) -> int:
     from platemask.detect import PlateDetector
     from platemask.images import decode_any, encode_like, sha256
+    from platemask.progress import Progress
     from platemask.render import add_banner, mask_plates
     from platemask.review import review_reasons
     from platemask.second_look import SecondLook
@@ -133,7 +134,7 @@ def _mask_dir(args: argparse.Namespace) -> int:
     second_look = SecondLook(options)
     if second_look.enabled:
         second_look.load_async()
-    progress = _Progress(len(files))
+    progress = Progress(len(files), "images")
     plates = errors = to_check = 0
     started = time.perf_counter()
 
@@ -162,7 +163,7 @@ def _mask_dir(args: argparse.Namespace) -> int:
                 out = add_banner(mask_plates(image, found, render), render)
                 target = args.out_dir / path.relative_to(args.in_dir)
                 atomic_write(target, encode_like(path.suffix, out, render.jpeg_quality, sha256(data), data))
-            progress.step(plates)
+            progress.step(f"{plates} plates")
     elapsed = time.perf_counter() - started
     progress.finish()
     done = len(files) - errors
@@ -171,29 +172,6 @@ def _mask_dir(args: argparse.Namespace) -> int:
         f"{elapsed:.1f} s ({elapsed / len(files):.2f} s/image) → {args.out_dir}"
     )
     return 1 if errors else 0
-
-
-class _Progress:
-    """A one-line progress bar on a terminal; silent otherwise (logs stay clean)."""
-
-    def __init__(self, total: int) -> None:
-        self.total, self.count = total, 0
-        self.tty = sys.stderr.isatty()
-
-    def step(self, plates: int) -> None:
-        self.count += 1
-        if self.tty:
-            filled = round(30 * self.count / self.total)
-            bar = "#" * filled + "." * (30 - filled)
-            sys.stderr.write(f"\r[{bar}] {self.count}/{self.total} images, {plates} plates")
-            sys.stderr.flush()
-
-    def note(self, line: str) -> None:
-        sys.stderr.write(("\r\033[K" if self.tty else "") + line + "\n")
-
-    def finish(self) -> None:
-        if self.tty:
-            sys.stderr.write("\n")
 
 
 if __name__ == "__main__":

@@ -11,8 +11,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import logging
-import threading
-import time
 from collections import Counter
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -24,6 +22,7 @@ from platemask.config import BACKUP_DIR, DETECT_DIR, Settings
 from platemask.errors import MissingFileError, PlateMaskError
 from platemask.images import output_source, sha256
 from platemask.paths import parse_car_ids, photo_paths
+from platemask.progress import Progress
 from platemask.storage import Storage
 from platemask.tracking import RESTORE_STATUSES, DayTracking, Record, site_now, stamp
 
@@ -188,7 +187,9 @@ def restore_day(
         key, record = item
         return _restore_one(key, record, request, store, backups, backup_dir, detect_dir)
 
-    progress = _Progress(len(selected), progress_every)
+    progress = Progress(
+        len(selected), "files restored" if not request.dry_run else "files checked", every=progress_every
+    )
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="platemask-restore") as pool:
         futures = [pool.submit(restore, item) for item in selected]
         try:
@@ -266,24 +267,6 @@ def _record_restores(tracking: DayTracking, report: RestoreReport) -> None:
                 record["restored_at"] = at
                 if report.request.remove_detect:
                     record["detect_removed_at"] = at
-
-
-class _Progress:
-    """A log line every few seconds, so a restore of thousands of files shows it is alive."""
-
-    def __init__(self, total: int, every: float) -> None:
-        self.total, self.count, self.every = total, 0, every
-        self.started = self.last = time.monotonic()
-        self.lock = threading.Lock()
-
-    def step(self) -> None:
-        with self.lock:
-            self.count += 1
-            now = time.monotonic()
-            if now - self.last >= self.every or self.count == self.total:
-                self.last = now
-                rate = self.count / max(now - self.started, 1e-6)
-                log.info("Restore progress: %d/%d files (%.0f files/s)", self.count, self.total, rate)
 
 
 def restore_and_report(
