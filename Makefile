@@ -65,8 +65,9 @@ bench: install
 bench-scale: install
 	$(BIN)/python scripts/bench_scale.py $(if $(CARS),--cars $(CARS))
 
+# Plates hidden on labelled photos, the model alone and with each second-look mode, side by side.
 evaluate: install
-	$(BIN)/python scripts/evaluate.py $(if $(DATA),$(DATA))
+	$(BIN)/python scripts/evaluate.py --second-look off review mask $(if $(DATA),$(DATA))
 
 # The plate model's training set and fine-tuning (training/). The Roboflow export is read from a
 # git directory fetched beforehand (README: "Training the plate model"); EPOCHS resumes a stopped run.
