@@ -10,11 +10,12 @@ such a place. Alone it cannot mask (signs, badges and stickers are text too), so
 2. each candidate gets a closer look by the plate model: a crop around it, enlarged so that a
    plate there is a comfortable size for the model; four crops share one inference (a 2 × 2
    mosaic). A plate found there is masked like any other (``closer_look``);
-3. a candidate the closer look does not confirm is read by the bundled recogniser (PP-OCRv4
-   ``rec``); when the closer look still half-believes it (a weak detection) or its characters
-   read like a plate (:func:`looks_like_plate_text`), it stays *unconfirmed*, and the mode
-   decides: ``mask`` hides it (fail-closed, the default), ``review`` only lists it, ``off``
-   skips the whole second look. Anything else (a shop sign, a badge) is left alone.
+3. a candidate the closer look only half-believes (a weak detection) stays *unconfirmed*; one
+   it does not see at all is read by the bundled recogniser (PP-OCRv4 ``rec``) and stays
+   unconfirmed when its characters read like a plate (:func:`looks_like_plate_text`). The mode
+   decides what happens to unconfirmed candidates: ``mask`` hides them (fail-closed, the
+   default), ``review`` only lists them; ``off`` skips the whole second look. Anything else (a
+   shop sign, a badge) is left alone.
 
 The cost is the text detector on every photo (about 40 ms at 640 px on a 2-core CPU), one model
 pass per four candidates and a few milliseconds per reading, only where there are candidates.
@@ -23,7 +24,6 @@ pass per four candidates and a few milliseconds per reading, only where there ar
 from __future__ import annotations
 
 import importlib.util
-import logging
 import re
 import threading
 from collections.abc import Sequence
@@ -49,8 +49,6 @@ __all__ = [
     "looks_like_plate_text",
     "text_model_path",
 ]
-
-log = logging.getLogger(__name__)
 
 _TILE = 320  # side of one crop in the closer look's 640 × 640 mosaic
 _GRID = 2
