@@ -3,9 +3,10 @@
 Each set is a folder with a ``gt.jsonl`` (see shared/platedata/README.md). Photos go through the real
 pipeline pieces (decode, :class:`PlateDetector`, padded boxes); a plate counts as hidden when at least
 90 % of its labelled box lies under the mask the ``fill`` style draws. Several ``--conf``,
-``--padding``, ``--flip`` or ``--model`` values print one row each, side by side in one run;
-each padding runs its own detection. Recall is also given for plates at least 16 px wide and per
-plate-width bucket (labelled box width in photo pixels), with each bucket's plate count.
+``--padding``, ``--flip``, ``--second-look`` or ``--model`` values print one row each, side by
+side in one run; paddings share the model's pass (the second look, which depends on what the
+masks leave visible, runs once per padding). Recall is also given for plates at least 16 px wide
+and per plate-width bucket (labelled box width in photo pixels), with each bucket's plate count.
 ms/photo is the model time: ``PlateDetector.detect`` and the second look (``--second-look``), not
 decoding or masking.
 The default sets are shared/platedata's two and, once training/build_dataset.py has written it,
@@ -179,12 +180,14 @@ def _score_set(
         image = decode_any((folder / label["image"]).read_bytes(), limits)
         height, width = image.shape[:2]
         boxes = [_pixel_box(box, width, height) for box in label["boxes"]]
+        started = time.perf_counter()
+        [found] = detector.detect([image])  # one model pass, shared by every padding
+        model_seconds = time.perf_counter() - started
         for padding, score in scores.items():
             started = time.perf_counter()
-            [detections] = detector.detect([image])
             # The second look depends on the padding (what the masks leave visible): once per padding.
-            detections += second_look.look(image, detections, detector, padding).masks
-            seconds = time.perf_counter() - started
+            detections = [*found, *second_look.look(image, found, detector, padding).masks]
+            seconds = model_seconds + time.perf_counter() - started
             coverages, extra = _coverage(detections, boxes, padding, width, height)
             score.photos += 1
             score.coverages += coverages
