@@ -8,8 +8,12 @@
 #   docker compose build                                           # CPU-only torch (default)
 #   docker compose build --build-arg PIP_EXTRA_INDEX_URL=          # PyPI's default torch (CUDA)
 #
+# Two targets: `platemask` (the default, what every Airflow service runs) and `demo`, the same
+# plus the Japanese font that the demo's photo generator draws plates with; only the one-shot
+# demo-seed service of the `demo` profile uses it.
+#
 # README.md (Operations guide) explains the choices. tests/deploy/test_deployment.py checks this file.
-FROM apache/airflow:3.3.2-python3.11
+FROM apache/airflow:3.3.2-python3.11 AS platemask
 
 # An index pip consults next to PyPI. PyTorch's CPU index makes `torch==2.14.1` in
 # requirements.txt resolve to 2.14.1+cpu (a local version ranks above the plain one), which
@@ -53,3 +57,8 @@ RUN platemask prepare-model \
 
 LABEL org.opencontainers.image.title="platemask" \
       org.opencontainers.image.description="Apache Airflow 3.3 with platemask: hides licence plates in used-car photos"
+
+# The demo's photo generator (tests/support/synthetic.py, mounted by demo-seed) draws Japanese
+# plates in IPAexGothic; the product itself never draws text, so only this target has the font.
+FROM platemask AS demo
+RUN pip install --no-cache-dir matplotlib-fontja==1.1.0

@@ -39,9 +39,9 @@ test: install
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
 
-# The suite without the slow model, end-to-end and S3 tests: a quick check while editing.
+# The suite without real models, Airflow runs, S3 and the browser (under a minute): a check while editing.
 test-fast: install
-	$(BIN)/python -m pytest -m "not model and not e2e and not s3"
+	$(BIN)/python -m pytest -m "not model and not inference and not e2e and not s3 and not browser"
 
 lint: install
 	$(BIN)/ruff check .

@@ -292,7 +292,7 @@ def _timed(command: list[str], env: dict[str, str]) -> dict:
 
 def _make_day(root: Path, cars: int, per_car: int, photos: Path | None) -> list[dict]:
     from platemask.paths import car_folder
-    from platemask.synthetic import encode_jpeg, make_car_photo
+    from tests.support.synthetic import make_car_photo, photo_jpeg
 
     own = sorted(p for p in photos.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg")) if photos else []
     rows = []
@@ -303,7 +303,7 @@ def _make_day(root: Path, cars: int, per_car: int, photos: Path | None) -> list[
         for n in range(1, per_car + 1):
             name = f"{car_id}{n:03d}.jpg"
             seed = c * 100 + n
-            data = own[seed % len(own)].read_bytes() if own else encode_jpeg(make_car_photo(seed).image, quality=90)
+            data = own[seed % len(own)].read_bytes() if own else photo_jpeg(make_car_photo(seed).image, quality=90)
             (folder / name).write_bytes(data)
             rows.append({"car_id": car_id, "file_path": f"{car_folder(car_id)}{name}", "branch_no": n})
     return rows

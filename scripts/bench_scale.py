@@ -94,8 +94,9 @@ def _measure(work: Path, rows: int) -> dict[str, float]:
 def _verify_every_car(day: dt.date, car_ids: list[str]) -> None:
     """What the car tasks leave behind: each part with its photos verified."""
     from platemask.config import Settings
-    from platemask.pipeline import Photo, PhotoOutcome
+    from platemask.pipeline import PhotoOutcome
     from platemask.tracking import DayTracking, apply_outcome, stamp
+    from platemask.uploads import Photo
 
     tracking = DayTracking.for_settings(Settings.from_env(), day)
     at = stamp(dt.datetime.now(dt.UTC))

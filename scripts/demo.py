@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "include"), str(REPO / "plugins"), str(REPO)]
 
 from platemask.paths import car_folder  # noqa: E402
-from platemask.synthetic import encode_jpeg, make_car_photo, make_scene  # noqa: E402
+from tests.support.synthetic import make_car_photo, make_scene, photo_jpeg  # noqa: E402
 
 TABLE = (REPO / "include" / "sql" / "upload_files.sql").read_text(encoding="utf-8")
 
@@ -117,10 +117,10 @@ def seed(db_url: str, root: Path, day: dt.date, photos: Path | None = None) -> i
 
 def _photo(kind: str, seed: int) -> bytes:
     if kind == "scene":
-        return encode_jpeg(make_scene(seed, size=(1280, 960)), quality=90)
+        return photo_jpeg(make_scene(seed, size=(1280, 960)), quality=90)
     if kind == "phone":  # a phone photo: big, stored sideways with an EXIF Orientation tag
-        return encode_jpeg(make_car_photo(seed, size=(4000, 3000)).image, quality=90, exif_orientation=6)
-    return encode_jpeg(make_car_photo(seed, size=(1280, 960)).image, quality=90)
+        return photo_jpeg(make_car_photo(seed, size=(4000, 3000)).image, quality=90, exif_orientation=6)
+    return photo_jpeg(make_car_photo(seed, size=(1280, 960)).image, quality=90)
 
 
 def run_demo(args: argparse.Namespace) -> int:

@@ -28,7 +28,7 @@ sys.path[:0] = [str(REPO / "include"), str(REPO / "plugins"), str(REPO), str(REP
 from demo import seed  # noqa: E402
 
 from platemask.paths import car_folder  # noqa: E402
-from platemask.synthetic import encode_jpeg, make_car_photo  # noqa: E402
+from tests.support.synthetic import make_car_photo, photo_jpeg  # noqa: E402
 
 USER, PASSWORD = "admin", "platemask"
 
@@ -142,7 +142,7 @@ def _seed_earlier_days(db_url: str, root: Path, days: list[dt.date]) -> None:
                 folder = root / car_folder(car_id).strip("/")
                 folder.mkdir(parents=True, exist_ok=True)
                 name = f"{car_id}001.jpg"
-                (folder / name).write_bytes(encode_jpeg(make_car_photo(200 + n * 10 + car).image, quality=90))
+                (folder / name).write_bytes(photo_jpeg(make_car_photo(200 + n * 10 + car).image, quality=90))
                 created = dt.datetime.combine(day, dt.time(10, car))
                 conn.execute(
                     "INSERT INTO upload_files (car_cd, branch_no, file_path, created_at, updated_at)"

@@ -31,6 +31,26 @@ for _name in ("CHATWORK_API_KEY", "CHATWORK_ROOM_ID", "BACKUP_S3_BUCKET", "PLATE
     os.environ.pop(_name, None)
 
 
+#: Markers of the tests that may load a real model in this process (e2e and browser runs do).
+_MAY_LOAD_MODELS = ("inference", "model", "e2e", "browser")
+
+
+@pytest.fixture(autouse=True)
+def _real_models_only_where_marked(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test that loads a real model must say so (``@pytest.mark.inference``), so that the fast
+    lane (``make test-fast``) really leaves every model out; an unmarked load fails the test."""
+    if any(request.node.get_closest_marker(name) for name in _MAY_LOAD_MODELS):
+        return
+    import platemask.detect
+    import platemask.second_look
+
+    def refuse(self, *args, **kwargs):
+        raise AssertionError(f"{request.node.nodeid} loads a real model: mark it @pytest.mark.inference")
+
+    for owner in (platemask.detect.PlateDetector, platemask.second_look.SecondLook):
+        monkeypatch.setattr(owner, "_load", refuse)
+
+
 @pytest.fixture
 def photo_root(tmp_path: Path) -> Path:
     """An empty S3_MOUNT."""

@@ -7,8 +7,8 @@ Sources (see training/DATACARD.md for licences and the counts of the last build)
   komsait/License-Plate-Detector under ``dataset/``. Roboflow exported six augmented copies of
   each photo; one copy per photo is kept (ultralytics augments on its own).
 - ``jp_pasted``: some of those photos again, every labelled plate replaced by a rendered Japanese
-  plate (``platemask.synthetic``) warped onto its box, in the four colour schemes.
-- ``synthetic``: generated car photos with one Japanese plate each (``platemask.synthetic``).
+  plate (``tests.support.synthetic``) warped onto its box, in the four colour schemes.
+- ``synthetic``: generated car photos with one Japanese plate each (``tests.support.synthetic``).
 
 Nothing from ``shared/platedata`` (the evaluation sets) is used: photos whose Open Images id or
 perceptual hash matches an evaluation photo are dropped and counted. A held-back synthetic
@@ -41,7 +41,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from platemask.synthetic import make_car_photo, make_scene, render_random_plate
+from tests.support.synthetic import make_car_photo, make_scene, render_random_plate
 
 DEFAULT_OUT = Path(__file__).parent / "data"
 EVAL_DATA = Path(__file__).parents[2] / "shared" / "platedata"

@@ -101,7 +101,7 @@ def save_checkpoint(model: object, out: Path, source: str) -> Path:
 
 def calibration_photos(count: int = 8) -> list[np.ndarray]:
     """Generated car photos (BGR) for the BatchNorm statistics: deterministic, nothing downloaded."""
-    from platemask.synthetic import make_car_photo
+    from tests.support.synthetic import make_car_photo
 
     return [make_car_photo(seed=9000 + i).image for i in range(count)]
 

@@ -175,11 +175,6 @@ class Settings:
     render: RenderOptions = RenderOptions()
     limits: Limits = Limits()
 
-    @property
-    def chatwork_enabled(self) -> bool:
-        """Spec rule 6: the summary is sent only when both key and room are set."""
-        return bool(self.chatwork_api_key and self.chatwork_room_id)
-
     def with_overrides(self, **changes: Any) -> Settings:
         """Return a copy with the given non-None fields replaced."""
         return replace(self, **{k: v for k, v in changes.items() if v is not None})

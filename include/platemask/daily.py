@@ -11,10 +11,9 @@
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import logging
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -22,10 +21,10 @@ from zoneinfo import ZoneInfo
 
 from platemask.config import Settings
 from platemask.detect import PlateDetector, get_detector
-from platemask.errors import ChatworkError, PlateMaskError, UnsafePathError
-from platemask.notify import CarOutcome, ChatworkClient, DaySummary, Quality, format_summary, send_summary
+from platemask.errors import PlateMaskError, UnsafePathError
+from platemask.notify import DaySummary, Quality, summarise_run
 from platemask.paths import validate_car_id
-from platemask.pipeline import Photo, PhotoOutcome, process_photos
+from platemask.pipeline import PhotoOutcome, process_photos
 from platemask.review import photos_to_review, write_review_page
 from platemask.second_look import SecondLook, get_second_look
 from platemask.storage import Storage
@@ -35,13 +34,15 @@ from platemask.tracking import (
     Record,
     apply_outcome,
     mark_cars_done,
-    new_record,
+    mark_incomplete,
+    requeue,
     set_status,
     site_now,
     stamp,
 )
+from platemask.uploads import Photo, photo_from_row
 
-__all__ = ["CarResult", "DayPlan", "deliver_summary", "finish_day", "plan_day", "process_cars", "target_day"]
+__all__ = ["CarResult", "DayPlan", "finish_day", "plan_day", "process_cars", "publish_review", "target_day"]
 
 log = logging.getLogger(__name__)
 
@@ -56,12 +57,6 @@ def target_day(requested: str | None, logical_date: dt.datetime | None, timezone
     if logical_date is not None:
         return logical_date.astimezone(ZoneInfo(timezone)).date()
     return site_now(timezone).date()
-
-
-def day_bounds(day: dt.date) -> tuple[dt.datetime, dt.datetime]:
-    """Site-local [start, end) of ``day``, the parameters of the uploads query."""
-    start = dt.datetime.combine(day, dt.time())
-    return start, start + dt.timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -108,13 +103,13 @@ def plan_day(
     with tracking.update() as doc:  # merges the previous run's parts into the day file
         processed = doc["processed"]
         for row in rows:
-            photo, updated_at = _photo(row), _iso(row.get("updated_at"))
+            photo, updated_at = photo_from_row(row), _iso(row.get("updated_at"))
             key = str(photo.file_id)
             record = processed.get(key)
             if record is not None and not force and record["status"] in FINISHED and not _changed(record, updated_at):
                 skipped += 1
                 continue
-            record = _requeue(record, photo, at)
+            record = requeue(record, photo, at)
             record["source_updated_at"] = updated_at
             processed[key] = record
             try:
@@ -179,7 +174,7 @@ def process_cars(
     for part in parts.values():
         for record in part["records"].values():
             if record["status"] not in FINISHED:
-                todo.append(_photo(record))
+                todo.append(photo_from_row(record))
                 known[record["file_id"]] = [h for k, h in record.get("sha256", {}).items() if k != "backup"]
     if todo:
         detector.load_async()  # load the models while the first photos are read and backed up
@@ -211,23 +206,18 @@ def process_cars(
 
 
 def finish_day(tracking: DayTracking, *, skipped: int, refused: int = 0) -> DaySummary:
-    """Merge the parts, mark complete cars ``done`` (rule 5) and summarise this run (rule 6)."""
+    """Merge the parts, mark complete cars ``done`` (rule 5) and return this run's summary (rule 6)."""
     at = stamp(site_now(tracking.timezone))
     with tracking.update() as doc:
         processed = doc["processed"]
         run_keys = [key for part in tracking.parts() for key in part.get("records", {})]
-        for key in run_keys:
-            record = processed[key]
-            if record["status"] in ("pending", "processing"):
-                # Its car task died (killed, out of memory) or never ran: say so, retry next run.
-                record["error"] = "incomplete: the car task ended before this photo was processed"
-                set_status(record, "error", at)
         run_records = [processed[key] for key in run_keys]
+        mark_incomplete(run_records, at)
         # Every car of the day, not only this run's: a run that died after its car tasks and
         # before this step left verified cars that no later run would process again.
         mark_cars_done(processed.values(), _cars_with_verified(processed.values()), at)
         doc["quality"] = asdict(quality_of(processed.values()))  # the whole day's figures
-    return _summary(tracking.day, run_records, skipped, refused)
+    return summarise_run(tracking.day, run_records, skipped=skipped, refused=refused, quality=quality_of(run_records))
 
 
 def quality_of(records: Iterable[Record]) -> Quality:
@@ -265,60 +255,6 @@ def _cars_with_verified(records: Iterable[Record]) -> set[str]:
     return {r["car_id"] for r in records if r["status"] == "verified"}
 
 
-def deliver_summary(
-    summary: DaySummary, tracking: DayTracking, client: Callable[[], ChatworkClient | None], *, run_id: str
-) -> str:
-    """Send the run's summary at most once and record how it went in the day file (rule 6).
-
-    Whether the photos were processed and whether Chatwork heard of it are different facts: a
-    failed send (a misconfigured client included, hence ``client`` is a factory) is logged and
-    recorded under ``notifications``, and never fails the day. A retried finishing task does not
-    post a summary that this run already posted with the same text.
-    """
-    text = format_summary(summary)
-    digest = hashlib.sha256(f"{run_id}\n{text}".encode()).hexdigest()[:16]
-    if any(n.get("digest") == digest and n.get("status") == "sent" for n in tracking.load().get("notifications", ())):
-        log.info("Chatwork summary for %s already sent by this run; not sending it again", summary.day)
-        return "already sent"
-    entry: dict[str, Any] = {"run_id": run_id, "digest": digest}
-    try:
-        message_id = send_summary(summary, client())
-    except ChatworkError as exc:
-        log.error("Chatwork summary for %s NOT sent: %s", summary.day, exc)
-        entry.update(status="failed", error=str(exc))
-    else:
-        entry.update(status="sent" if message_id else "not sent", message_id=message_id)
-    entry["at"] = stamp(site_now(tracking.timezone))
-    with tracking.update() as doc:
-        doc.setdefault("notifications", []).append(entry)
-    return entry["status"] if entry["status"] != "failed" else f"failed: {entry['error']}"
-
-
-def _summary(day: dt.date, records: Sequence[Record], skipped: int, refused: int) -> DaySummary:
-    cars: dict[str, list[Record]] = {}
-    for record in records:
-        cars.setdefault(record["car_id"], []).append(record)
-    outcomes = tuple(
-        CarOutcome(
-            car_id=car_id,
-            processed=len(rs),
-            detections=sum(r.get("detections", 0) for r in rs if r["status"] != "error"),
-            failed=sum(r["status"] == "error" for r in rs),
-        )
-        for car_id, rs in sorted(cars.items())
-    )
-    failed = sum(c.failed for c in outcomes)
-    # Refused rows (a car id that cannot name a folder) never reached a car task but did fail.
-    return DaySummary(
-        day=day,
-        succeeded=len(records) - failed,
-        failed=failed + refused,
-        skipped=skipped,
-        cars=outcomes,
-        quality=quality_of(records),
-    )
-
-
 def _load_part(tracking: DayTracking, car_id: str) -> dict[str, Any]:
     part = tracking.read_part(car_id)
     if part is not None:
@@ -350,28 +286,9 @@ def _count(result: CarResult, outcome: PhotoOutcome) -> None:
         result.transient |= outcome.error.transient
 
 
-def _requeue(record: Record | None, photo: Photo, at: str) -> Record:
-    if record is None:
-        return new_record(photo, at)
-    # The database is the truth for where the photo is and whether it is first.
-    record.update(path=photo.path, branch_no=photo.branch_no, is_first=photo.is_first, car_id=photo.car_id)
-    set_status(record, "pending", at)
-    return record
-
-
 def _changed(record: Record, updated_at: str | None) -> bool:
     seen = record.get("source_updated_at")
     return bool(updated_at and seen and updated_at > seen)
-
-
-def _photo(row: Mapping[str, Any]) -> Photo:
-    branch = row.get("branch_no")
-    return Photo(
-        file_id=int(row["file_id"]),
-        car_id=str(row["car_id"]),
-        path=str(row.get("path") or row.get("file_path") or ""),
-        branch_no=None if branch is None else int(branch),
-    )
 
 
 def _iso(value: Any) -> str | None:

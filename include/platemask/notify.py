@@ -1,4 +1,5 @@
-"""The daily Chatwork summary (spec rule 6): its exact text and a small client that posts it.
+"""Spec rule 6, the daily Chatwork summary: what it counts, its exact text, when it is sent, and
+a small client that posts it.
 
 Chatwork API v2: ``POST {api_url}/rooms/{room_id}/messages`` with the token in the
 ``X-ChatWorkToken`` header and a form-encoded ``body``; the answer is ``{"message_id": "..."}``,
@@ -11,12 +12,13 @@ from __future__ import annotations
 import datetime
 import email.utils
 import functools
+import hashlib
 import logging
 import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import requests
 import tenacity
@@ -24,9 +26,11 @@ import urllib3
 
 from platemask.config import DEFAULT_CHATWORK_API_URL
 from platemask.errors import ChatworkError
+from platemask.tracking import site_now, stamp
 
 if TYPE_CHECKING:
     from platemask.config import Settings
+    from platemask.tracking import DayTracking, Record
 
 __all__ = [
     "DEFAULT_API_URL",
@@ -35,9 +39,12 @@ __all__ = [
     "ChatworkClient",
     "DaySummary",
     "Quality",
+    "chatwork_configured",
     "client_from_settings",
+    "deliver_summary",
     "format_summary",
     "send_summary",
+    "summarise_run",
 ]
 
 log = logging.getLogger(__name__)
@@ -111,6 +118,39 @@ class DaySummary:
     def processed(self) -> int:
         """Photos this run worked on; spec rule 6 sends a message only when this is at least 1."""
         return self.succeeded + self.failed
+
+
+def summarise_run(
+    day: datetime.date, records: Sequence[Record], *, skipped: int, refused: int = 0, quality: Quality | None = None
+) -> DaySummary:
+    """The summary of the records one run worked on, counted the way spec rule 6 counts.
+
+    成功 is a photo of this run that reached ``verified`` (or ``done``), エラー one that ended in
+    ``error``, plus the rows refused at planning (a car id that cannot name a folder), which never
+    reached a car task but did fail. A car line counts its photos and the plates of those that
+    did not fail.
+    """
+    cars: dict[str, list[Record]] = {}
+    for record in records:
+        cars.setdefault(record["car_id"], []).append(record)
+    outcomes = tuple(
+        CarOutcome(
+            car_id=car_id,
+            processed=len(rs),
+            detections=sum(r.get("detections", 0) for r in rs if r["status"] != "error"),
+            failed=sum(r["status"] == "error" for r in rs),
+        )
+        for car_id, rs in sorted(cars.items())
+    )
+    failed = sum(c.failed for c in outcomes)
+    return DaySummary(
+        day=day,
+        succeeded=len(records) - failed,
+        failed=failed + refused,
+        skipped=skipped,
+        cars=outcomes,
+        quality=quality,
+    )
 
 
 def _car_line(car: CarOutcome) -> str:
@@ -383,9 +423,14 @@ def send_summary(summary: DaySummary, client: ChatworkClient | None) -> str | No
     return client.post_message(format_summary(summary))
 
 
+def chatwork_configured(settings: Settings) -> bool:
+    """The summary is sent only when both ``CHATWORK_API_KEY`` and ``CHATWORK_ROOM_ID`` are set."""
+    return bool(settings.chatwork_api_key and settings.chatwork_room_id)
+
+
 def client_from_settings(settings: Settings) -> ChatworkClient | None:
     """Build the client from ``CHATWORK_*`` settings, or return None when the summary is off."""
-    if not settings.chatwork_enabled:
+    if not chatwork_configured(settings):
         log.info("Chatwork summary disabled: CHATWORK_API_KEY and CHATWORK_ROOM_ID are not both set")
         return None
     return ChatworkClient(
@@ -393,3 +438,32 @@ def client_from_settings(settings: Settings) -> ChatworkClient | None:
         room_id=settings.chatwork_room_id or "",
         api_url=settings.chatwork_api_url or DEFAULT_API_URL,
     )
+
+
+def deliver_summary(
+    summary: DaySummary, tracking: DayTracking, client: Callable[[], ChatworkClient | None], *, run_id: str
+) -> str:
+    """Send the run's summary at most once and record how it went in the day file (rule 6).
+
+    Whether the photos were processed and whether Chatwork heard of it are different facts: a
+    failed send (a misconfigured client included, hence ``client`` is a factory) is logged and
+    recorded under ``notifications``, and never fails the day. A retried finishing task does not
+    post a summary that this run already posted with the same text.
+    """
+    text = format_summary(summary)
+    digest = hashlib.sha256(f"{run_id}\n{text}".encode()).hexdigest()[:16]
+    if any(n.get("digest") == digest and n.get("status") == "sent" for n in tracking.load().get("notifications", ())):
+        log.info("Chatwork summary for %s already sent by this run; not sending it again", summary.day)
+        return "already sent"
+    entry: dict[str, Any] = {"run_id": run_id, "digest": digest}
+    try:
+        message_id = send_summary(summary, client())
+    except ChatworkError as exc:
+        log.error("Chatwork summary for %s NOT sent: %s", summary.day, exc)
+        entry.update(status="failed", error=str(exc))
+    else:
+        entry.update(status="sent" if message_id else "not sent", message_id=message_id)
+    entry["at"] = stamp(site_now(tracking.timezone))
+    with tracking.update() as doc:
+        doc.setdefault("notifications", []).append(entry)
+    return entry["status"] if entry["status"] != "failed" else f"failed: {entry['error']}"

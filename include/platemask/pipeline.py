@@ -26,26 +26,12 @@ from platemask.render import render_outputs
 from platemask.review import review_marks, review_reasons
 from platemask.second_look import SecondLook
 from platemask.storage import Storage
+from platemask.uploads import Photo
 from platemask.verify import verify_output
 
-__all__ = ["Photo", "PhotoOutcome", "process_photos"]
+__all__ = ["PhotoOutcome", "process_photos"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Photo:
-    """One row of the day's uploads."""
-
-    file_id: int
-    car_id: str
-    path: str
-    branch_no: int | None = None
-
-    @property
-    def is_first(self) -> bool:
-        """Spec rule 0: only ``branch_no = 1`` is a first photo (not NULL, not 2, ...)."""
-        return self.branch_no == 1
 
 
 @dataclass

@@ -24,7 +24,8 @@ __all__ = ["add_banner", "mask_plates", "render_outputs"]
 def render_outputs(
     image: np.ndarray, detections: Sequence[Detection], *, first: bool, options: RenderOptions
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """The ``.detect/`` version (masked + banner) and, for a first photo, the banner-only version."""
+    """Spec rules 2 and 3: the ``.detect/`` version (masked + banner) of every photo and, for a
+    first photo only, the banner-only version that replaces the original (plate NOT masked)."""
     # One copy per output, drawn on in place: a 12 MP photo is 36 MB per copy.
     masked = mask_plates(image, detections, options)
     _draw_banner(masked, options)

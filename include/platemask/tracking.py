@@ -30,10 +30,12 @@ from platemask.storage import Storage, open_log_storage
 
 if TYPE_CHECKING:  # annotations only: the restore form imports this module at DAG parse time
     from platemask.config import Settings
-    from platemask.pipeline import Photo, PhotoOutcome
+    from platemask.pipeline import PhotoOutcome
+    from platemask.uploads import Photo
 
 __all__ = [
     "FINISHED",
+    "INCOMPLETE",
     "RESTORE_STATUSES",
     "STATUSES",
     "TRANSITIONS",
@@ -43,8 +45,10 @@ __all__ = [
     "StatusChange",
     "apply_outcome",
     "mark_cars_done",
+    "mark_incomplete",
     "merge_record",
     "new_record",
+    "requeue",
     "set_status",
     "site_now",
     "stamp",
@@ -76,7 +80,7 @@ class _RecordFields(TypedDict):
     car_id: str
     path: str  # /upfile/..., relative to S3_MOUNT
     branch_no: int | None
-    is_first: bool  # rule 0: branch_no == 1
+    is_first: bool  # rule 0 (platemask.uploads): branch_no == 1
     status: str  # one of STATUSES, moved by set_status only
     status_history: list[StatusChange]
 
@@ -131,6 +135,35 @@ def new_record(photo: Photo, at: str) -> Record:
         "status": "pending",
         "status_history": [{"status": "pending", "at": at}],
     }
+
+
+def requeue(record: Record | None, photo: Photo, at: str) -> Record:
+    """A photo planned for processing: a new ``pending`` record, or its record moved back to ``pending``.
+
+    The database is the truth for where the photo is and whether it is first, so those fields
+    follow the row; the history keeps every earlier state.
+    """
+    if record is None:
+        return new_record(photo, at)
+    record.update(path=photo.path, branch_no=photo.branch_no, is_first=photo.is_first, car_id=photo.car_id)
+    set_status(record, "pending", at)
+    return record
+
+
+#: Why a record that a run planned is still ``pending`` or ``processing`` when the run finishes.
+INCOMPLETE = "incomplete: the car task ended before this photo was processed"
+
+
+def mark_incomplete(records: Iterable[Record], at: str) -> int:
+    """Records whose car task died (killed, out of memory) or never ran become ``error``; the next
+    run retries them. Returns how many."""
+    marked = 0
+    for record in records:
+        if record["status"] in ("pending", "processing"):
+            record["error"] = INCOMPLETE
+            set_status(record, "error", at)
+            marked += 1
+    return marked
 
 
 #: Rule 5's state machine: the states a record may move to from each state.

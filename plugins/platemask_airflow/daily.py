@@ -12,8 +12,8 @@ from airflow.sdk import conf
 from airflow.sdk.exceptions import AirflowFailException
 
 from platemask.config import Settings
-from platemask.daily import DayPlan, deliver_summary, finish_day, plan_day, publish_review, target_day
-from platemask.notify import format_summary
+from platemask.daily import DayPlan, finish_day, plan_day, publish_review, target_day
+from platemask.notify import deliver_summary, format_summary
 from platemask_airflow.chatwork import ChatworkHook
 from platemask_airflow.storage import day_tracking, open_storage
 from platemask_airflow.uploads import fetch_day_uploads

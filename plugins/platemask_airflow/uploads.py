@@ -9,7 +9,7 @@ from typing import Any
 
 from airflow.providers.postgres.hooks.postgres import PostgresHook
 
-from platemask.daily import day_bounds
+from platemask.uploads import query_parameters
 
 __all__ = ["fetch_day_uploads"]
 
@@ -24,10 +24,7 @@ def fetch_day_uploads(
     branch_no, updated_at``.
     """
     sql = sql_file.read_text(encoding="utf-8")
-    start, end = day_bounds(day)
-    offered = {"day_start": start, "day_end": end, "last_processed_time": last_processed_time}
-    # Send only the parameters the query uses: PostgreSQL refuses untyped unused ones.
-    parameters = {name: value for name, value in offered.items() if f"%({name})s" in sql}
+    parameters = query_parameters(sql, day, last_processed_time=last_processed_time)
     hook = PostgresHook(postgres_conn_id=conn_id)
     with closing(hook.get_conn()) as conn, closing(conn.cursor()) as cursor:
         cursor.execute(sql, parameters)

@@ -13,8 +13,8 @@ import time
 import pytest
 from selenium.webdriver.common.keys import Keys
 
-from platemask.synthetic import encode_jpeg, make_car_photo
 from tests.browser.conftest import DAY, Browser
+from tests.support.synthetic import make_car_photo, photo_jpeg
 
 pytestmark = pytest.mark.browser
 
@@ -101,7 +101,7 @@ def test_trigger_the_demo_day_from_the_form(browser: Browser, ui) -> None:
 
 
 def test_fix_the_red_car_and_clear_it(browser: Browser, ui) -> None:
-    (ui.root / RED_PHOTO.lstrip("/")).write_bytes(encode_jpeg(make_car_photo(475).image, quality=90))  # staff re-upload
+    (ui.root / RED_PHOTO.lstrip("/")).write_bytes(photo_jpeg(make_car_photo(475).image, quality=90))  # staff re-upload
     [run] = _runs(ui, DAILY, "manual__")
     _mapped_cars(browser, run["run_id"])
     [row] = [r for r in browser.driver.find_elements("css selector", "tbody tr") if r.text.startswith(RED_CAR)]

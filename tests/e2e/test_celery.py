@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from platemask.images import output_source, sha256
-from platemask.synthetic import encode_jpeg, make_car_photo
 from tests.support import cluster
 from tests.support.site import Site, valid_tracking
+from tests.support.synthetic import make_car_photo, photo_jpeg
 
 pytestmark = pytest.mark.e2e
 
@@ -35,7 +35,7 @@ def test_two_celery_workers_run_a_day_of_sixteen_cars(site: Site, chatwork, post
     for car in range(CARS):
         car_id = 10418400 + car
         for branch in (1, 2, 3):
-            photo = encode_jpeg(make_car_photo(car * 3 + branch, size=(640, 480)).image, quality=88)
+            photo = photo_jpeg(make_car_photo(car * 3 + branch, size=(640, 480)).image, quality=88)
             uploads.append(site.add(car_id, f"{car_id}{branch:03d}.jpg", photo, branch_no=branch, day=DAY))
     with psycopg.connect(postgres.get_uri(), autocommit=True) as conn:
         conn.execute("CREATE DATABASE airflow_celery")

@@ -27,8 +27,8 @@ import numpy as np
 import pytest
 
 from platemask.images import output_source, sha256
-from platemask.synthetic import encode_jpeg, make_car_photo
 from tests.support.site import Site, Upload, valid_tracking
+from tests.support.synthetic import make_car_photo, photo_jpeg
 
 pytestmark = pytest.mark.e2e
 
@@ -44,9 +44,9 @@ def _seed(site: Site) -> tuple[list[Upload], Upload]:
             car_id = 10418430 + car
             photo = make_car_photo(car * 10 + branch, size=(960, 720))
             good.append(
-                site.add(car_id, f"{car_id}{branch:03d}.jpg", encode_jpeg(photo.image), branch_no=branch, day=DAY)
+                site.add(car_id, f"{car_id}{branch:03d}.jpg", photo_jpeg(photo.image), branch_no=branch, day=DAY)
             )
-    truncated = encode_jpeg(make_car_photo(99).image)
+    truncated = photo_jpeg(make_car_photo(99).image)
     bad = site.add(10418499, "10418499001.jpg", truncated[: len(truncated) // 2], branch_no=1, day=DAY)
     return good, bad
 

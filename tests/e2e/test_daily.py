@@ -18,9 +18,9 @@ import pytest
 from PIL import Image
 
 from platemask.images import output_source, sha256
-from platemask.synthetic import encode_jpeg, make_car_photo, make_scene
 from tests.support.airflow_runs import clear_and_rerun, rendered_map_indexes, task_states, trigger
 from tests.support.site import Site, Upload, tracking_file
+from tests.support.synthetic import make_car_photo, make_scene, photo_jpeg
 
 pytestmark = pytest.mark.e2e
 
@@ -31,7 +31,7 @@ FILL = np.array([43, 43, 43])  # the default fill colour, BGR
 
 def _car_photo(seed: int, **kwargs) -> tuple[bytes, tuple[int, int, int, int]]:
     photo = make_car_photo(seed, size=(1280, 960), **kwargs)
-    return encode_jpeg(photo.image, quality=92), photo.plate_box
+    return photo_jpeg(photo.image, quality=92), photo.plate_box
 
 
 def _seed_day(site: Site) -> dict[str, list[Upload]]:
@@ -241,7 +241,7 @@ def test_bad_input_each_fails_alone(site: Site, chatwork) -> None:
 
     good, box = _car_photo(80)
     car = make_car_photo(81, size=(1280, 960))
-    rotated = encode_jpeg(car.image, quality=92, exif_orientation=6)
+    rotated = photo_jpeg(car.image, quality=92, exif_orientation=6)
     cmyk = jpeg(Image.fromarray(make_car_photo(82, size=(1280, 960)).image[:, :, ::-1]).convert("CMYK"))
     png = io.BytesIO()
     Image.fromarray(make_scene(83, size=(640, 480))[:, :, ::-1]).save(png, "PNG")
@@ -283,7 +283,7 @@ def test_days_beyond_max_map_length_batch_cars(site: Site, chatwork, monkeypatch
     monkeypatch.setenv("AIRFLOW__CORE__MAX_MAP_LENGTH", "2")
     for n in range(5):
         car = 10418430 + n
-        site.add(car, f"{car}001.jpg", encode_jpeg(make_scene(90 + n, size=(640, 480))), branch_no=1, day=DAY)
+        site.add(car, f"{car}001.jpg", photo_jpeg(make_scene(90 + n, size=(640, 480))), branch_no=1, day=DAY)
     run = trigger("plate_masking_daily", SCHEDULED)
     assert run.state == "success"
     labels = sorted(rendered_map_indexes(run, "mask_car").values())

@@ -13,9 +13,9 @@ import json
 import pendulum
 import pytest
 
-from platemask.synthetic import encode_jpeg, make_car_photo
 from tests.support.airflow_runs import task_states, trigger
 from tests.support.site import Site, tracking_file
+from tests.support.synthetic import make_car_photo, photo_jpeg
 
 pytestmark = pytest.mark.e2e
 
@@ -26,7 +26,7 @@ SCHEDULED = pendulum.datetime(2026, 2, 3, tz="Asia/Tokyo")
 def _seed(site: Site, photos: int = 2) -> None:
     for branch in range(1, photos + 1):
         photo = make_car_photo(60 + branch, size=(960, 720))
-        site.add(10418430, f"10418430{branch:03d}.jpg", encode_jpeg(photo.image), branch_no=branch, day=DAY)
+        site.add(10418430, f"10418430{branch:03d}.jpg", photo_jpeg(photo.image), branch_no=branch, day=DAY)
 
 
 @pytest.mark.parametrize(

@@ -12,9 +12,9 @@ import pendulum
 import pytest
 from airflow.sdk.exceptions import ParamValidationError
 
-from platemask.synthetic import encode_jpeg, make_car_photo
 from tests.support.airflow_runs import task_states, trigger, xcom
 from tests.support.site import Site, tracking_file
+from tests.support.synthetic import make_car_photo, photo_jpeg
 
 pytestmark = pytest.mark.e2e
 
@@ -22,7 +22,7 @@ DAY = dt.date(2026, 2, 3)
 
 
 def _photo(seed: int) -> bytes:
-    return encode_jpeg(make_car_photo(seed, size=(960, 720), view="front").image, quality=90)
+    return photo_jpeg(make_car_photo(seed, size=(960, 720), view="front").image, quality=90)
 
 
 @pytest.fixture

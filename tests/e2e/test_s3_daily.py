@@ -13,10 +13,10 @@ import pytest
 
 from platemask.images import output_source, sha256
 from platemask.paths import car_folder
-from platemask.synthetic import encode_jpeg, make_car_photo
 from tests.support.airflow_runs import trigger
 from tests.support.seaweed import Seaweed
 from tests.support.site import Site, valid_tracking
+from tests.support.synthetic import make_car_photo, photo_jpeg
 
 pytestmark = [pytest.mark.e2e, pytest.mark.s3]
 
@@ -28,7 +28,7 @@ def _photos() -> list[tuple[int, str, bytes]]:
     rows = []
     for car, seeds in ((10418430, (1, 2, 3)), (10418457, (4, 5))):
         for branch, seed in enumerate(seeds, start=1):
-            data = encode_jpeg(make_car_photo(seed, size=(960, 720), view="front").image, quality=90)
+            data = photo_jpeg(make_car_photo(seed, size=(960, 720), view="front").image, quality=90)
             rows.append((car, f"{car_folder(str(car))}{car}{branch:03d}.jpg", data))
     return rows
 

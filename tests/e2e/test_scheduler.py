@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from platemask.synthetic import encode_jpeg, make_car_photo
 from tests.support import cluster
 from tests.support.site import Site
+from tests.support.synthetic import make_car_photo, photo_jpeg
 
 pytestmark = pytest.mark.e2e
 
@@ -21,9 +21,9 @@ def test_backfill_processes_each_day(site: Site, chatwork, tmp_path: Path) -> No
     uploads = {}
     for n, day in enumerate(days):
         car = 10418430 + n
-        photo = encode_jpeg(make_car_photo(n, size=(960, 720), view="front").image, quality=90)
+        photo = photo_jpeg(make_car_photo(n, size=(960, 720), view="front").image, quality=90)
         uploads[day] = site.add(car, f"{car}001.jpg", photo, branch_no=1, day=day)
-    site.add(10418499, "10418499001.jpg", encode_jpeg(make_car_photo(9).image), branch_no=1, day=dt.date(2026, 2, 3))
+    site.add(10418499, "10418499001.jpg", photo_jpeg(make_car_photo(9).image), branch_no=1, day=dt.date(2026, 2, 3))
 
     with cluster.running(tmp_path / "airflow", cluster.site_environment()) as airflow:
         airflow.wait(lambda: "plate_masking_daily" in airflow.airflow("dags", "list"), 180, "the DAG to be parsed")

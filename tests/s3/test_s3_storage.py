@@ -14,9 +14,10 @@ from platemask.config import Limits
 from platemask.errors import MissingFileError, StorageError
 from platemask.images import sha256
 from platemask.paths import photo_paths
-from platemask.pipeline import Photo, process_photos
+from platemask.pipeline import process_photos
 from platemask.s3 import S3Storage, parse_s3_url
 from platemask.storage import LocalStorage
+from platemask.uploads import Photo
 from tests.support.photos import StubDetector, jpeg_bytes, noisy_photo
 from tests.support.seaweed import Seaweed
 

@@ -8,7 +8,7 @@ from concurrent.futures import Future
 
 import numpy as np
 
-__all__ = ["StubDetector", "jpeg_bytes", "noisy_photo"]
+__all__ = ["StubDetector", "jpeg_bytes", "no_second_look", "noisy_photo"]
 
 
 def noisy_photo(width: int = 640, height: int = 480, seed: int = 0) -> np.ndarray:
@@ -52,3 +52,11 @@ class StubDetector:
             return [[] for _ in images]
         self.calls += len(images)
         return [list(self.detections) for _ in images]
+
+
+def no_second_look():
+    """The second look switched off (``PLATEMASK_SECOND_LOOK=off``): its text models never load."""
+    from platemask.config import SecondLookOptions
+    from platemask.second_look import SecondLook
+
+    return SecondLook(SecondLookOptions(mode="off"))

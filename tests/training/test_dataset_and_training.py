@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from platemask.synthetic import make_car_photo
+from tests.support.synthetic import make_car_photo
 from training.build_dataset import CROP, build
 
 # Open Images style names, as in the Roboflow export: <id>_jpg.rf.<hash>.jpg

@@ -9,7 +9,7 @@ import pytest
 
 from platemask.detect import platedet_onnx
 from platemask.runtime import SegmentationModel, letterbox
-from platemask.synthetic import make_car_photo
+from tests.support.synthetic import make_car_photo
 from training.recover import calibration_photos, recover, save_checkpoint
 
 pytestmark = pytest.mark.model

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from platemask.synthetic import encode_jpeg, make_car_photo
+from tests.support.synthetic import make_car_photo, photo_jpeg
 
 PLATEMASK = str(Path(sys.executable).with_name("platemask"))
 
@@ -22,13 +22,14 @@ def photo_dir(tmp_path: Path) -> tuple[Path, dict[str, tuple[int, int, int, int]
     boxes = {}
     for seed, name in ((1, "car-a/1.jpg"), (2, "car-a/2.jpg"), (3, "3.jpg")):
         photo = make_car_photo(seed, size=(1280, 960), view="front", style="private")
-        (folder / name).write_bytes(encode_jpeg(photo.image, quality=90))
+        (folder / name).write_bytes(photo_jpeg(photo.image, quality=90))
         boxes[name] = photo.plate_box
     (folder / "notes.txt").write_text("not an image")
     (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really")
     return folder, boxes
 
 
+@pytest.mark.inference
 def test_mask_dir_masks_every_image_into_the_same_relative_path(photo_dir, tmp_path: Path) -> None:
     folder, boxes = photo_dir
     out = tmp_path / "out"
@@ -51,6 +52,7 @@ def test_mask_dir_masks_every_image_into_the_same_relative_path(photo_dir, tmp_p
     assert not (out / "notes.txt").exists() and not (out / "broken.jpg").exists()
 
 
+@pytest.mark.inference
 def test_mask_dir_style_and_banner(photo_dir, tmp_path: Path) -> None:
     folder, boxes = photo_dir
     out = tmp_path / "out"
@@ -83,11 +85,12 @@ def test_bad_arguments_exit_cleanly(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("mode", "hidden"), [("mask", True), ("off", False)])
+@pytest.mark.inference
 def test_mask_dir_second_look(tmp_path: Path, mode: str, hidden: bool) -> None:
     # A plate the model misses at full size (tests/unit/test_second_look.py): only the second look hides it.
     photo = make_car_photo(seed=200041, size=(1024, 768))
     (tmp_path / "in").mkdir()
-    (tmp_path / "in" / "car.jpg").write_bytes(encode_jpeg(photo.image, quality=95))
+    (tmp_path / "in" / "car.jpg").write_bytes(photo_jpeg(photo.image, quality=95))
     result = subprocess.run(
         [PLATEMASK, "mask-dir", str(tmp_path / "in"), str(tmp_path / "out"), "--no-banner", "--second-look", mode],
         capture_output=True,

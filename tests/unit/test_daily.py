@@ -10,7 +10,7 @@ import pytest
 from platemask.daily import DayPlan, _batches, finish_day, plan_day, process_cars, target_day
 from platemask.storage import LocalStorage
 from platemask.tracking import DayTracking
-from tests.support.photos import StubDetector
+from tests.support.photos import StubDetector, no_second_look
 
 DAY = dt.date(2026, 2, 3)
 UPDATED = dt.datetime(2026, 2, 3, 10, 0)
@@ -52,7 +52,9 @@ def _run_day(settings, tracking: DayTracking, rows=ROWS, **plan_kwargs):
     plan = plan_day(rows, tracking, **plan_kwargs)
     store = LocalStorage(settings.s3_mount)
     for car_ids in plan.batches:
-        process_cars(car_ids, tracking, settings=settings, store=store, detector=StubDetector())
+        process_cars(
+            car_ids, tracking, settings=settings, store=store, detector=StubDetector(), second_look=no_second_look()
+        )
     return plan, finish_day(tracking, skipped=plan.skipped, refused=plan.refused)
 
 
@@ -140,7 +142,9 @@ def test_dead_car_task_is_reported_incomplete(settings, tracking, photos) -> Non
     plan = plan_day(ROWS, tracking)
     # Only the first car's task runs; the second one's worker died.
     store = LocalStorage(settings.s3_mount)
-    process_cars(plan.batches[0], tracking, settings=settings, store=store, detector=StubDetector())
+    process_cars(
+        plan.batches[0], tracking, settings=settings, store=store, detector=StubDetector(), second_look=no_second_look()
+    )
     summary = finish_day(tracking, skipped=plan.skipped)
     assert summary.failed == 1
     record = json.loads(_day_file(tracking))["processed"]["3"]
@@ -151,7 +155,9 @@ def test_cars_verified_by_a_run_that_died_before_finishing_become_done_next_run(
     plan = plan_day(ROWS, tracking)
     store = LocalStorage(settings.s3_mount)
     for batch in plan.batches:  # every car task ran, then the run died before finish_day
-        process_cars(batch, tracking, settings=settings, store=store, detector=StubDetector())
+        process_cars(
+            batch, tracking, settings=settings, store=store, detector=StubDetector(), second_look=no_second_look()
+        )
     plan, _ = _run_day(settings, tracking)
     assert plan.photos == 0 and plan.skipped == 3
     records = json.loads(_day_file(tracking))["processed"]
@@ -163,10 +169,14 @@ def test_rerun_of_a_car_task_only_redoes_unfinished_photos(settings, tracking, p
     put_photo(ROWS[1]["file_path"], b"")
     plan = plan_day(ROWS, tracking)
     store = LocalStorage(settings.s3_mount)
-    process_cars(["10418430"], tracking, settings=settings, store=store, detector=StubDetector())
+    process_cars(
+        ["10418430"], tracking, settings=settings, store=store, detector=StubDetector(), second_look=no_second_look()
+    )
     put_photo(ROWS[1]["file_path"], seed=2)
     detector = StubDetector()
-    [result] = process_cars(["10418430"], tracking, settings=settings, store=store, detector=detector)
+    [result] = process_cars(
+        ["10418430"], tracking, settings=settings, store=store, detector=detector, second_look=no_second_look()
+    )
     assert detector.calls == 1 and (result.processed, result.verified) == (1, 1)
     summary = finish_day(tracking, skipped=plan.skipped)
     # Car 10418457's task never ran in this test: its photo is the only failure.

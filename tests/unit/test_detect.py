@@ -8,7 +8,7 @@ import pytest
 from platemask.config import DetectOptions, Settings
 from platemask.detect import Detection, PlateDetector, _merge, _unmirror, default_model_path, get_detector
 from platemask.errors import ConfigError, ModelError
-from platemask.synthetic import make_car_photo, make_scene
+from tests.support.synthetic import make_car_photo, make_scene
 
 
 def _iou(a, b) -> float:
@@ -24,6 +24,7 @@ def test_default_model_is_the_prepared_openvino_copy() -> None:
 
 
 @pytest.mark.parametrize("flip", [pytest.param(True, id="with-mirror"), pytest.param(False, id="single-pass")])
+@pytest.mark.inference
 def test_finds_the_plate_of_a_generated_car(flip: bool) -> None:
     detector = get_detector(DetectOptions(flip=flip))
     photos = [make_car_photo(seed, size=(1280, 960), view="front", style="private") for seed in (1, 2)]
@@ -34,10 +35,12 @@ def test_finds_the_plate_of_a_generated_car(flip: bool) -> None:
         assert best.polygon is not None and best.polygon.shape[1] == 2  # the segmentation outline
 
 
+@pytest.mark.inference
 def test_no_plates_in_a_car_less_scene() -> None:
     assert get_detector(DetectOptions()).detect([make_scene(3, size=(1280, 960))]) == [[]]
 
 
+@pytest.mark.inference
 def test_missing_model_is_a_clear_error(tmp_path) -> None:
     detector = PlateDetector(DetectOptions(model=str(tmp_path / "nope.pt")))
     with pytest.raises(ModelError, match=r"nope\.pt' does not exist"):

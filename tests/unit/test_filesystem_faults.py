@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from platemask.config import Settings
-from platemask.pipeline import Photo, process_photos
+from platemask.pipeline import process_photos
 from platemask.storage import LocalStorage
+from platemask.uploads import Photo
 from tests.support.photos import StubDetector, jpeg_bytes, noisy_photo
 
 FOLDER = "upfile/1041/8430"

@@ -21,6 +21,7 @@ from platemask.notify import (
     client_from_settings,
     format_summary,
     send_summary,
+    summarise_run,
 )
 from tests.fakes.chatwork import FakeChatwork
 
@@ -84,6 +85,39 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+# --- summarise_run: what the summary counts -----------------------------------------------------
+
+
+def _record(file_id: int, car_id: str, status: str, detections: int = 0) -> dict:
+    return {"file_id": file_id, "car_id": car_id, "status": status, "detections": detections}
+
+
+def test_a_run_counts_photos_verified_and_failed_and_lines_up_its_cars() -> None:
+    records = [
+        _record(1, "10418457", "verified", 1),
+        _record(2, "10418430", "done", 2),
+        _record(3, "10418430", "verified", 1),
+        _record(4, "10418457", "error", 5),  # the plates of a failed photo are not counted
+    ]
+    summary = summarise_run(DAY, records, skipped=100, refused=1)
+    assert (summary.succeeded, summary.failed, summary.skipped, summary.processed) == (3, 2, 100, 5)
+    assert summary.cars == (
+        CarOutcome("10418430", processed=2, detections=3, failed=0),
+        CarOutcome("10418457", processed=2, detections=1, failed=1),
+    )
+    assert [line for line in format_summary(summary).splitlines() if "枚処理" in line] == [
+        "  ✅ 10418430: 2枚処理, 検出3件",
+        "  ⚠️ 10418457: 2枚処理, 検出1件",
+    ]
+
+
+def test_a_run_with_nothing_to_do_is_not_sent(chatwork) -> None:
+    summary = summarise_run(DAY, [], skipped=7)
+    client = ChatworkClient(api_key=TOKEN, room_id=ROOM, api_url=chatwork.url)
+    assert (summary.processed, send_summary(summary, client)) == (0, None)
+    assert chatwork.requests == []
 
 
 # --- format_summary ---------------------------------------------------------------------------

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from platemask.images import output_source, sha256
-from platemask.pipeline import Photo, process_photos
+from platemask.pipeline import process_photos
 from platemask.storage import LocalStorage
+from platemask.uploads import Photo
 from tests.support.photos import StubDetector, jpeg_bytes, noisy_photo
 
 FOLDER = "/upfile/1041/8430"

@@ -16,11 +16,12 @@ from platemask.daily import finish_day, plan_day, process_cars, publish_review
 from platemask.detect import Detection
 from platemask.errors import InvalidImageError
 from platemask.notify import CarOutcome, DaySummary, Quality, format_summary
-from platemask.pipeline import Photo, PhotoOutcome
+from platemask.pipeline import PhotoOutcome
 from platemask.review import REASONS, review_page_path, review_reasons
 from platemask.storage import LocalStorage
 from platemask.tracking import DayTracking, apply_outcome, new_record, set_status
-from tests.support.photos import StubDetector
+from platemask.uploads import Photo
+from tests.support.photos import StubDetector, no_second_look
 from tests.support.site import valid_tracking
 
 DAY = dt.date(2026, 2, 3)
@@ -95,8 +96,22 @@ def reviewed_day(settings, put_photo):
     tracking = DayTracking.for_settings(settings, DAY)
     plan = plan_day([*unsure, *empty], tracking)
     store = LocalStorage(settings.s3_mount)
-    process_cars(["10418430"], tracking, settings=settings, store=store, detector=StubDetector(conf=0.15))
-    process_cars(["10418457"], tracking, settings=settings, store=store, detector=StubDetector(boxes=()))
+    process_cars(
+        ["10418430"],
+        tracking,
+        settings=settings,
+        store=store,
+        detector=StubDetector(conf=0.15),
+        second_look=no_second_look(),
+    )
+    process_cars(
+        ["10418457"],
+        tracking,
+        settings=settings,
+        store=store,
+        detector=StubDetector(boxes=()),
+        second_look=no_second_look(),
+    )
     summary = finish_day(tracking, skipped=plan.skipped)
     return tracking, store, summary
 

@@ -12,7 +12,7 @@ import pytest
 
 from platemask.detect import platedet_onnx, prepared_model_dir
 from platemask.runtime import SegmentationModel, decode, letterbox, nms
-from platemask.synthetic import make_car_photo
+from tests.support.synthetic import make_car_photo
 
 SIZES = [(1280, 960), (640, 480), (2000, 1000), (800, 1200), (4000, 3000)]
 
@@ -73,13 +73,14 @@ def test_nms_keeps_disjoint_boxes() -> None:
     assert nms(boxes, np.array([0.5, 0.6, 0.4], np.float32), 0.5).tolist() == [1, 0]
 
 
+@pytest.mark.inference
 def test_a_car_task_never_imports_torch_or_ultralytics() -> None:
     """The default model runs through OpenVINO: photo work must not pay torch's import."""
     code = (
         "import sys\n"
         "from platemask.config import DetectOptions\n"
         "from platemask.detect import PlateDetector\n"
-        "from platemask.synthetic import make_car_photo\n"
+        "from tests.support.synthetic import make_car_photo\n"
         "found = PlateDetector(DetectOptions()).detect([make_car_photo(seed=1).image])\n"
         "assert found[0], 'no plate found'\n"
         "print(sorted(m for m in ('torch', 'ultralytics', 'torchvision') if m in sys.modules))\n"
@@ -102,6 +103,7 @@ def test_the_outline_holds_every_piece_of_the_mask() -> None:
     assert polygon[:, 0].min() <= 4 * 20 + 1 and polygon[:, 0].max() >= 4 * 62
 
 
+@pytest.mark.inference
 def test_car_tasks_starting_together_on_a_cold_model_cache_all_load(tmp_path: Path) -> None:
     # Each process compiles the plate model and both text models into one empty cache, at once.
     script = (

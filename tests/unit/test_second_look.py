@@ -9,10 +9,11 @@ import pytest
 from platemask.config import DetectOptions, SecondLookOptions, Settings
 from platemask.detect import Detection, get_detector
 from platemask.errors import ConfigError
-from platemask.pipeline import Photo, process_photos
+from platemask.pipeline import process_photos
 from platemask.second_look import SecondLook, TextRegion, get_second_look, looks_like_plate_text
 from platemask.storage import LocalStorage
-from platemask.synthetic import encode_jpeg, make_car_photo, make_scene
+from platemask.uploads import Photo
+from tests.support.synthetic import make_car_photo, make_scene, photo_jpeg
 
 #: A held-back generated photo (training/build_dataset.py's dev set) whose plate, 117 px wide,
 #: the default model does not find at full size.
@@ -51,6 +52,7 @@ def car():
     return make_car_photo(seed=1, size=(1280, 960), view="rear", style="private")
 
 
+@pytest.mark.inference
 def test_text_detector_finds_the_plate_characters(car) -> None:
     look = get_second_look(SecondLookOptions())
     look.load_async().result()
@@ -72,6 +74,7 @@ def test_text_detector_finds_the_plate_characters(car) -> None:
         pytest.param("review", None, None, True, id="read-like-a-plate-listed"),
     ],
 )
+@pytest.mark.inference
 def test_modes_decide_what_happens_to_a_missed_plate(car, mode, closer_conf, masked_by, left_visible) -> None:
     look = SecondLook(SecondLookOptions(mode=mode)).look(car.image, [], BlindModel(closer_conf), padding=0.25)
     on_plate = [d for d in look.masks if _covered([d], car.plate_box, car.image.shape) > 0.5]
@@ -91,6 +94,7 @@ def test_off_looks_at_nothing(car) -> None:
     assert not second_look._loader.started  # the text models are never even loaded
 
 
+@pytest.mark.inference
 def test_text_the_masks_already_hide_is_no_candidate(car) -> None:
     model = BlindModel(0.6)
     plate = Detection(tuple(float(v) for v in car.plate_box), 0.9)
@@ -98,6 +102,7 @@ def test_text_the_masks_already_hide_is_no_candidate(car) -> None:
     assert all(_covered([d], car.plate_box, car.image.shape) < 0.5 for d in look.masks)
 
 
+@pytest.mark.inference
 def test_a_plate_the_model_misses_at_full_size_is_caught_by_the_closer_look() -> None:
     photo = make_car_photo(**MISSED)
     detector = get_detector(DetectOptions())
@@ -108,10 +113,11 @@ def test_a_plate_the_model_misses_at_full_size_is_caught_by_the_closer_look() ->
     assert any(d.source == "closer_look" for d in look.masks)
 
 
+@pytest.mark.inference
 def test_pipeline_masks_what_the_second_look_finds(settings: Settings, photo_root) -> None:
     photo = make_car_photo(**MISSED)
     (photo_root / "upfile/1041/8430").mkdir(parents=True)
-    (photo_root / "upfile/1041/8430/1.jpg").write_bytes(encode_jpeg(photo.image, quality=95))
+    (photo_root / "upfile/1041/8430/1.jpg").write_bytes(photo_jpeg(photo.image, quality=95))
     store = LocalStorage(photo_root)
     detector = get_detector(settings.detect)
     row = Photo(file_id=1, car_id="10418430", path="/upfile/1041/8430/1.jpg", branch_no=2)
@@ -132,6 +138,7 @@ def test_pipeline_masks_what_the_second_look_finds(settings: Settings, photo_roo
 
 
 @pytest.mark.parametrize("words", ["SALE", "TOYOTA"])
+@pytest.mark.inference
 def test_a_sign_the_closer_look_rejects_is_left_alone(words: str) -> None:
     scene = make_scene(3, size=(1280, 960))
     cv2.rectangle(scene, (400, 380), (760, 470), (250, 250, 250), -1)
@@ -165,6 +172,7 @@ def test_plate_like_text(text: str, plate_like: bool) -> None:
     assert looks_like_plate_text(text) is plate_like
 
 
+@pytest.mark.inference
 def test_no_candidates_in_a_scene_without_text() -> None:
     model = BlindModel(0.6)
     look = get_second_look(SecondLookOptions()).look(make_scene(3, size=(1280, 960)), [], model, padding=0.25)

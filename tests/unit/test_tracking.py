@@ -8,9 +8,18 @@ from pathlib import Path
 import pytest
 
 from platemask.errors import TrackingError
-from platemask.pipeline import Photo
 from platemask.storage import LocalStorage
-from platemask.tracking import DayTracking, mark_cars_done, merge_record, new_record, set_status
+from platemask.tracking import (
+    INCOMPLETE,
+    DayTracking,
+    mark_cars_done,
+    mark_incomplete,
+    merge_record,
+    new_record,
+    requeue,
+    set_status,
+)
+from platemask.uploads import Photo
 
 DAY = dt.date(2026, 2, 3)
 
@@ -46,6 +55,32 @@ def test_done_only_when_all_files_of_the_car_verified() -> None:
     assert [r["status"] for r in records] == ["done", "done", "verified", "error"]
     assert records[0]["completed_at"] == "2026-02-03 11:00:00"
     assert [h["status"] for h in records[0]["status_history"]] == ["pending", "processing", "verified", "done"]
+
+
+def test_a_requeued_record_follows_the_database_and_keeps_its_history() -> None:
+    record = _record(1)  # verified, branch_no 1
+    moved = Photo(1, "10418430", "/upfile/1041/8430/renamed.jpg", branch_no=2)
+    assert requeue(record, moved, "2026-02-04 09:00:00") is record
+    assert (record["path"], record["branch_no"], record["is_first"], record["status"]) == (
+        moved.path,
+        2,
+        False,
+        "pending",
+    )
+    assert [h["status"] for h in record["status_history"]] == ["pending", "processing", "verified", "pending"]
+    fresh = requeue(None, moved, "2026-02-04 09:00:00")
+    assert (fresh["status"], fresh["status_history"]) == (
+        "pending",
+        [{"status": "pending", "at": "2026-02-04 09:00:00"}],
+    )
+
+
+def test_only_unfinished_records_are_marked_incomplete() -> None:
+    records = [_record(1, status="pending"), _record(2, status="processing"), _record(3), _record(4, status="error")]
+    records[3]["error"] = "invalid_image: truncated"
+    assert mark_incomplete(records, "2026-02-03 11:00:00") == 2
+    assert [r["status"] for r in records] == ["error", "error", "verified", "error"]
+    assert [r.get("error") for r in records] == [INCOMPLETE, INCOMPLETE, None, "invalid_image: truncated"]
 
 
 def test_merge_keeps_the_longer_history() -> None:

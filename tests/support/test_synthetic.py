@@ -15,13 +15,13 @@ import pytest
 from PIL import Image
 
 import platemask
-from platemask.synthetic import (
+from tests.support.synthetic import (
     PLATE_STYLES,
     SyntheticPhoto,
     _format_number,
-    encode_jpeg,
     make_car_photo,
     make_scene,
+    photo_jpeg,
     render_plate,
 )
 
@@ -207,7 +207,7 @@ def test_scene_shape_and_determinism(size: tuple[int, int]) -> None:
         pytest.param(lambda: make_car_photo(0, view="side"), "view", id="bad-view"),
         pytest.param(lambda: make_car_photo(0, (20, 20)), "size", id="tiny"),
         pytest.param(lambda: render_plate("品川 330", "さ", "12-34", "blue"), "style", id="plate-style"),
-        pytest.param(lambda: encode_jpeg(np.zeros((8, 8, 3), np.uint8), exif_orientation=9), "orientation", id="exif"),
+        pytest.param(lambda: photo_jpeg(np.zeros((8, 8, 3), np.uint8), exif_orientation=9), "orientation", id="exif"),
     ],
 )
 def test_invalid_arguments(call: object, message: str) -> None:
@@ -225,9 +225,9 @@ def _asymmetric_image() -> np.ndarray:
 
 
 @pytest.mark.parametrize("orientation", [pytest.param(o, id=f"orientation-{o}") for o in range(1, 9)])
-def test_encode_jpeg_exif_orientation_round_trip(orientation: int) -> None:
+def test_photo_jpeg_exif_orientation_round_trip(orientation: int) -> None:
     image = _asymmetric_image()
-    data = encode_jpeg(image, 95, exif_orientation=orientation)
+    data = photo_jpeg(image, 95, exif_orientation=orientation)
     assert Image.open(io.BytesIO(data)).getexif()[0x0112] == orientation
     buffer = np.frombuffer(data, np.uint8)
     shown = cv2.imdecode(buffer, cv2.IMREAD_COLOR)  # applies the EXIF orientation
@@ -241,9 +241,9 @@ def test_encode_jpeg_exif_orientation_round_trip(orientation: int) -> None:
         assert not same  # the pixels really are stored turned
 
 
-def test_encode_jpeg_plain() -> None:
+def test_photo_jpeg_plain() -> None:
     image = _asymmetric_image()
-    data = encode_jpeg(image, 90)
+    data = photo_jpeg(image, 90)
     assert data[:2] == b"\xff\xd8"
     assert 0x0112 not in Image.open(io.BytesIO(data)).getexif()
     decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
@@ -253,7 +253,7 @@ def test_encode_jpeg_plain() -> None:
 def test_import_pulls_in_neither_matplotlib_nor_airflow() -> None:
     # The font is found without importing matplotlib_fontja (which reconfigures matplotlib).
     code = (
-        "import sys; from platemask.synthetic import make_car_photo; make_car_photo(1, (320, 240)); "
+        "import sys; from tests.support.synthetic import make_car_photo; make_car_photo(1, (320, 240)); "
         "bad = [m for m in ('matplotlib', 'airflow') if m in sys.modules]; assert not bad, bad"
     )
     root = str(Path(platemask.__file__).resolve().parent.parent)

@@ -23,9 +23,9 @@ from PIL import Image, ImageDraw, ImageFont
 __all__ = [
     "PLATE_STYLES",
     "SyntheticPhoto",
-    "encode_jpeg",
     "make_car_photo",
     "make_scene",
+    "photo_jpeg",
     "render_plate",
     "render_random_plate",
 ]
@@ -145,7 +145,7 @@ def make_car_photo(
     text = _plate_text(rng, style)
     _paste_plate(rng, image, car, text, style, tone, scale)
     quality = int(rng.integers(82, 96))
-    image = cv2.imdecode(np.frombuffer(encode_jpeg(image, quality), np.uint8), cv2.IMREAD_COLOR)
+    image = cv2.imdecode(np.frombuffer(photo_jpeg(image, quality), np.uint8), cv2.IMREAD_COLOR)
     return SyntheticPhoto(image=image, plate_quad=car.plate_quad, plate_text=" ".join(text))
 
 
@@ -166,10 +166,10 @@ def make_scene(seed: int, size: tuple[int, int] = (1280, 960)) -> np.ndarray:
     image = _Tone.draw(rng, scale).apply(image, rng)
     if scale < 1.0:
         image = cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
-    return cv2.imdecode(np.frombuffer(encode_jpeg(image, int(rng.integers(82, 96))), np.uint8), cv2.IMREAD_COLOR)
+    return cv2.imdecode(np.frombuffer(photo_jpeg(image, int(rng.integers(82, 96))), np.uint8), cv2.IMREAD_COLOR)
 
 
-def encode_jpeg(image: np.ndarray, quality: int = 90, exif_orientation: int | None = None) -> bytes:
+def photo_jpeg(image: np.ndarray, quality: int = 90, exif_orientation: int | None = None) -> bytes:
     """JPEG bytes; with ``exif_orientation`` the pixels are stored turned so an EXIF-aware viewer shows ``image``."""
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"image must be a BGR uint8 H×W×3 array, not {image.dtype} {image.shape}")

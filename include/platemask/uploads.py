@@ -1,0 +1,62 @@
+"""Spec rule 0: the day's uploads, one row per photo, and which photo is a car's first.
+
+The site's query (``include/sql/day_uploads.sql``, a file so that sites adapt it without Python)
+groups the rows per car by ``COALESCE(inspresultdata_cd, car_cd::text)`` and orders them by
+``branch_no``; this module says what it is given and what its rows become. A row becomes a
+:class:`Photo` here and nowhere else, whether it comes from the database at planning time or
+back from a tracking record in a car task (records keep the same four fields).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["FIRST_BRANCH_NO", "Photo", "day_bounds", "photo_from_row", "query_parameters"]
+
+#: The one ``branch_no`` that makes a photo its car's first (not NULL, not 2, ...).
+FIRST_BRANCH_NO = 1
+
+
+@dataclass(frozen=True)
+class Photo:
+    """One uploaded photo: its database id, its car, its path under the photo root."""
+
+    file_id: int
+    car_id: str
+    path: str
+    branch_no: int | None = None
+
+    @property
+    def is_first(self) -> bool:
+        """Only ``branch_no = 1`` is first; a car without one has no first photo (all to .detect/)."""
+        return self.branch_no == FIRST_BRANCH_NO
+
+
+def photo_from_row(row: Mapping[str, Any]) -> Photo:
+    """A query row (``file_path``) or a tracking record (``path``) as a :class:`Photo`."""
+    branch = row.get("branch_no")
+    return Photo(
+        file_id=int(row["file_id"]),
+        car_id=str(row["car_id"]),
+        path=str(row.get("path") or row.get("file_path") or ""),
+        branch_no=None if branch is None else int(branch),
+    )
+
+
+def day_bounds(day: dt.date) -> tuple[dt.datetime, dt.datetime]:
+    """Site-local [start, end) of ``day``: the uploads of one site-local calendar day."""
+    start = dt.datetime.combine(day, dt.time())
+    return start, start + dt.timedelta(days=1)
+
+
+def query_parameters(sql: str, day: dt.date, *, last_processed_time: str | None = None) -> dict[str, Any]:
+    """The named parameters the site's query gets: ``day_start``, ``day_end``, ``last_processed_time``.
+
+    Only those the query uses are passed: PostgreSQL refuses untyped parameters it does not use.
+    """
+    start, end = day_bounds(day)
+    offered = {"day_start": start, "day_end": end, "last_processed_time": last_processed_time}
+    return {name: value for name, value in offered.items() if f"%({name})s" in sql}
