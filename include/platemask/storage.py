@@ -216,32 +216,29 @@ def _create_exclusive(target: Path, data: bytes) -> bool:
 def _create_without_link(target: Path, data: bytes) -> bool:
     """Fallback for file systems without hard links: O_EXCL create, removed again on failure."""
     try:
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        _write_exclusive(target, data)
     except FileExistsError:
         return False
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-    except BaseException:
-        target.unlink(missing_ok=True)
-        raise
     return True
 
 
 def _write_temp(target: Path, data: bytes) -> Path:
     tmp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    _write_exclusive(tmp, data)
+    return tmp
+
+
+def _write_exclusive(path: Path, data: bytes) -> None:
+    """Create ``path`` (FileExistsError if it exists), write ``data`` and fsync; on failure remove it."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        path.unlink(missing_ok=True)
         raise
-    return tmp
 
 
 def _storage_error(message: str, exc: OSError) -> StorageError:
