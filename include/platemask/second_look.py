@@ -23,7 +23,10 @@ pass per four candidates and a few milliseconds per reading, only where there ar
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import json
+import os
 import re
 import threading
 from collections.abc import Sequence
@@ -37,7 +40,7 @@ import numpy as np
 from platemask.config import SecondLookOptions
 from platemask.detect import Detection, PlateDetector
 from platemask.errors import ModelError
-from platemask.runtime import BackgroundLoad, compile_openvino
+from platemask.runtime import BackgroundLoad, cached_file, compile_openvino
 
 __all__ = [
     "Look",
@@ -174,13 +177,9 @@ class TextReader:
     MAX_WIDTH = 320
 
     def __init__(self, path: Path, cache_dir: Path | None = None) -> None:
-        import openvino as ov
-
-        model = ov.Core().read_model(str(path))
-        # The character list travels in the ONNX file's metadata, one character per line.
-        characters = str(model.get_rt_info()["framework"]["character"].astype(str)).splitlines()
+        characters = _characters(path, cache_dir)
         self._characters = ["", *characters, " "]  # CTC: blank first, space last (PaddleOCR's use_space_char)
-        compiled = compile_openvino(model, cache_dir)
+        compiled = compile_openvino(path, cache_dir)
         self._request = compiled.create_infer_request()
         self._lock = threading.Lock()
 
@@ -199,6 +198,30 @@ class TextReader:
         keep = (best != 0) & np.r_[True, best[1:] != best[:-1]]  # CTC: drop blanks and repeats
         text = "".join(self._characters[i] for i in best[keep] if i < len(self._characters))
         return text, float(confidence[keep].mean()) if keep.any() else 0.0
+
+
+def _characters(path: Path, cache_dir: Path | None) -> list[str]:
+    """The recogniser's character list, which travels in the ONNX file's metadata, one per line.
+
+    Reading the model for it costs 0.4 CPU-s, so it is kept beside the compiled model in the cache.
+    """
+    kept = cached_file(path, ".characters.json", cache_dir)
+    if kept is not None and kept.is_file():
+        with contextlib.suppress(OSError, ValueError):
+            return list(json.loads(kept.read_text(encoding="utf-8")))
+    import openvino as ov
+
+    try:
+        model = ov.Core().read_model(str(path))
+        characters = str(model.get_rt_info()["framework"]["character"].astype(str)).splitlines()
+    except Exception as exc:
+        raise ModelError(f"second look: cannot read the recogniser's characters from {path}: {exc}") from exc
+    if kept is not None:
+        with contextlib.suppress(OSError):
+            tmp = kept.with_name(f".{kept.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(characters, ensure_ascii=False), encoding="utf-8")
+            os.replace(tmp, kept)
+    return characters
 
 
 class SecondLook:

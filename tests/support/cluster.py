@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
@@ -29,6 +29,7 @@ class Cluster:
 
     env: dict[str, str]
     home: Path
+    pids: dict[str, int] = field(default_factory=dict)  # component name -> its process id
 
     @property
     def url(self) -> str:
@@ -92,8 +93,13 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def _processes(commands: list[tuple[str, list[str], dict[str, str]]], home: Path) -> Iterator[None]:
-    """Start ``(name, argv, env)`` each in its own session, output in ``home/<name>.out``; stop them after."""
+def _processes(
+    commands: list[tuple[str, list[str], dict[str, str]]], home: Path, pids: dict[str, int] | None = None
+) -> Iterator[None]:
+    """Start ``(name, argv, env)`` each in its own session, output in ``home/<name>.out``; stop them after.
+
+    ``pids``, when given, receives each started process's id under its name.
+    """
     processes = []
     try:
         for name, argv, env in commands:
@@ -101,6 +107,8 @@ def _processes(commands: list[tuple[str, list[str], dict[str, str]]], home: Path
             processes.append(
                 subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
             )
+            if pids is not None:
+                pids[name] = processes[-1].pid
         yield
     finally:
         for process in processes:
@@ -202,5 +210,5 @@ def running(home: Path, extra_env: dict[str, str], slots: int = 2, port: int | N
         ("scheduler", [AIRFLOW, "scheduler", "--skip-serve-logs"], env),
         ("dag-processor", [AIRFLOW, "dag-processor"], env),
     ]
-    with _processes(commands, home):
+    with _processes(commands, home, cluster.pids):
         yield cluster

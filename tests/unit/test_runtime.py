@@ -125,3 +125,111 @@ def test_car_tasks_starting_together_on_a_cold_model_cache_all_load(tmp_path: Pa
     for returncode, out, err in results:
         assert returncode == 0 and out.decode().strip() == "ready 0", err.decode()[-2000:]
     assert list((tmp_path / "cache").glob("*.blob"))  # and the cache was written for later tasks
+
+
+@pytest.mark.parametrize(
+    ("value", "threads"),
+    [pytest.param(None, 1, id="default"), pytest.param("4", 4, id="four"), pytest.param("0", None, id="auto")],
+)
+def test_models_compile_unpinned_with_the_configured_threads(monkeypatch, value, threads) -> None:
+    from platemask.runtime import cpu_config
+
+    if value is None:
+        monkeypatch.delenv("PLATEMASK_INFERENCE_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("PLATEMASK_INFERENCE_THREADS", value)
+    config = cpu_config()
+    assert config["ENABLE_CPU_PINNING"] is False
+    assert config.get("INFERENCE_NUM_THREADS") == threads
+
+
+@pytest.mark.parametrize("value", ["-1", "two"])
+def test_a_bad_thread_count_is_a_model_error_naming_the_setting(monkeypatch, value) -> None:
+    from platemask.errors import ModelError
+    from platemask.runtime import cpu_config
+
+    monkeypatch.setenv("PLATEMASK_INFERENCE_THREADS", value)
+    with pytest.raises(ModelError, match="PLATEMASK_INFERENCE_THREADS"):
+        cpu_config()
+
+
+@pytest.mark.inference
+def test_the_compiled_plate_model_runs_one_unpinned_thread(tmp_path: Path) -> None:
+    from platemask.detect import default_model_path
+    from platemask.runtime import _ir_file, compile_openvino
+
+    compiled = compile_openvino(_ir_file(default_model_path()), tmp_path)
+    assert compiled.get_property("INFERENCE_NUM_THREADS") == 1
+    assert compiled.get_property("ENABLE_CPU_PINNING") is False
+
+
+def _plate_ir() -> Path:
+    from platemask.detect import default_model_path
+    from platemask.runtime import _ir_file
+
+    return _ir_file(default_model_path())
+
+
+@pytest.mark.inference
+def test_a_later_process_imports_the_compiled_model_and_gets_the_same_plates(tmp_path: Path) -> None:
+    from platemask.runtime import cached_file, compile_openvino, letterbox
+
+    tensor = letterbox(make_car_photo(seed=3).image, (640, 640))[0]
+    first = compile_openvino(_plate_ir(), tmp_path)
+    blob = cached_file(_plate_ir(), ".blob", tmp_path)
+    assert blob is not None and blob.stat().st_size > 1_000_000
+    before = blob.stat().st_mtime_ns
+    imported = compile_openvino(_plate_ir(), tmp_path)
+    assert blob.stat().st_mtime_ns == before  # imported, not compiled and written again
+    expected, got = first.create_infer_request().infer({0: tensor}), imported.create_infer_request().infer({0: tensor})
+    for port in first.outputs:
+        np.testing.assert_array_equal(expected[port], got[imported.outputs[first.outputs.index(port)]])
+
+
+@pytest.mark.inference
+def test_a_damaged_blob_is_compiled_again_and_replaced(tmp_path: Path) -> None:
+    from platemask.runtime import cached_file, compile_openvino
+
+    blob = cached_file(_plate_ir(), ".blob", tmp_path)
+    assert blob is not None
+    blob.write_bytes(b"not a compiled model")
+    compiled = compile_openvino(_plate_ir(), tmp_path)
+    assert compiled.create_infer_request() is not None
+    assert blob.stat().st_size > 1_000_000
+
+
+@pytest.mark.inference
+def test_without_a_usable_cache_folder_models_still_compile(tmp_path: Path) -> None:
+    from platemask.runtime import cached_file, compile_openvino
+
+    cache = tmp_path / "taken"
+    cache.write_text("a file where the cache folder should be")
+    assert cached_file(_plate_ir(), ".blob", cache) is None
+    assert compile_openvino(_plate_ir(), cache).create_infer_request() is not None
+    assert cache.read_text() == "a file where the cache folder should be"
+
+
+def test_a_replaced_model_or_another_setting_never_meets_an_old_blob(tmp_path: Path, monkeypatch) -> None:
+    from platemask.runtime import cached_file
+
+    model = tmp_path / "plates.onnx"
+    model.write_bytes(b"one model")
+    name = cached_file(model, ".blob", tmp_path / "cache")
+    assert cached_file(model, ".blob", tmp_path / "cache") == name
+    model.write_bytes(b"another, longer model")
+    assert cached_file(model, ".blob", tmp_path / "cache") != name
+    changed = cached_file(model, ".blob", tmp_path / "cache")
+    monkeypatch.setenv("PLATEMASK_INFERENCE_THREADS", "2")
+    assert cached_file(model, ".blob", tmp_path / "cache") != changed
+
+
+@pytest.mark.inference
+def test_the_recogniser_reads_the_same_characters_from_the_cache(tmp_path: Path) -> None:
+    from platemask.runtime import cached_file
+    from platemask.second_look import _characters, text_model_path
+
+    path = text_model_path("ch_PP-OCRv4_rec_infer.onnx")
+    read = _characters(path, tmp_path)
+    kept = cached_file(path, ".characters.json", tmp_path)
+    assert kept is not None and kept.is_file()
+    assert len(read) > 6000 and _characters(path, tmp_path) == read
