@@ -204,7 +204,9 @@ def _print_day(results: dict, tasks: list[dict], photos: int) -> None:
         )
 
 
-def _scheduler_run(home: Path, mount: Path, socket_dir: str, slots: int) -> tuple[dict, list[dict]]:
+def _scheduler_run(
+    home: Path, mount: Path, socket_dir: str, slots: int, car_tasks: int | None = None
+) -> tuple[dict, list[dict]]:
     """Unpause the DAG on a real scheduler and time the scheduled run of the day, start to end.
 
     The bench itself must cost next to nothing while the run goes: an ``airflow`` command costs
@@ -217,6 +219,8 @@ def _scheduler_run(home: Path, mount: Path, socket_dir: str, slots: int) -> tupl
     env = _airflow_env(home, mount, socket_dir)
     names = ("S3_MOUNT", "LOG_DIR", "AIRFLOW_CONN_UPLOAD_DB", "YOLO_CONFIG_DIR")
     extra = {name: env[name] for name in names} | {"AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True"}
+    if car_tasks:
+        extra["PLATEMASK_CAR_TASKS"] = str(car_tasks)
     with cluster.running(home / "airflow", extra, slots=slots) as airflow:
         airflow.wait(lambda: "plate_masking_daily" in airflow.airflow("dags", "list"), 300, "the DAG to be parsed")
         api = _api_session(airflow.url)

@@ -54,7 +54,7 @@ VARIABLES: dict[str, str] = {
     "PLATEMASK_MAX_BYTES": "Largest photo file accepted, in bytes (default 52428800)",
     "PLATEMASK_CARS_PER_TASK": "Cars handled by one mapped task (default 1: one task per car)",
     "PLATEMASK_CAR_TASKS": "Car tasks that may run at once, all workers together (default 4)",
-    "PLATEMASK_MODEL_CACHE": "Folder where OpenVINO keeps compiled models for later task processes (default: temp)",
+    "PLATEMASK_MODEL_CACHE": "Folder where compiled models are kept for later task processes (default: temp)",
     "PLATEMASK_INFERENCE_THREADS": "Threads per model inference, unpinned (default 1; 0: OpenVINO decides)",
     "PLATEMASK_PRELOAD": "Airflow workers import the photo libraries once for all car tasks they fork (default true)",
     "YOLO_CONFIG_DIR": "Writable folder for ultralytics settings (default: a platemask folder in the temp dir)",
