@@ -49,6 +49,10 @@ def _real_models_only_where_marked(request: pytest.FixtureRequest, monkeypatch: 
 
     for owner in (platemask.detect.PlateDetector, platemask.second_look.SecondLook):
         monkeypatch.setattr(owner, "_load", refuse)
+    # A detector built here binds the refusing loader: it must not stay in the process-wide
+    # caches, where a later test that may load models would get it.
+    monkeypatch.setattr(platemask.detect, "_DETECTORS", dict(platemask.detect._DETECTORS))
+    monkeypatch.setattr(platemask.second_look, "_LOOKS", dict(platemask.second_look._LOOKS))
 
 
 @pytest.fixture
