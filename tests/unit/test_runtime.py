@@ -154,7 +154,8 @@ def test_a_bad_thread_count_is_a_model_error_naming_the_setting(monkeypatch, val
 
 
 @pytest.mark.inference
-def test_the_compiled_plate_model_runs_one_unpinned_thread(tmp_path: Path) -> None:
+def test_the_compiled_plate_model_runs_one_unpinned_thread(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("PLATEMASK_INFERENCE_THREADS", raising=False)
     from platemask.detect import default_model_path
     from platemask.runtime import _ir_file, compile_openvino
 
