@@ -310,9 +310,9 @@ def compile_openvino(path: Path, cache_dir: Path | None = None) -> Any:
     import openvino as ov
 
     config = cpu_config()
-    blob = cached_file(path, ".blob", cache_dir)
     core = ov.Core()
     try:
+        blob = cached_file(path, ".blob", cache_dir)  # a missing model file fails here, as a ModelError
         with _cache_lock(blob.parent if blob else None):
             if blob is not None and blob.is_file():
                 try:

@@ -234,3 +234,11 @@ def test_the_recogniser_reads_the_same_characters_from_the_cache(tmp_path: Path)
     kept = cached_file(path, ".characters.json", tmp_path)
     assert kept is not None and kept.is_file()
     assert len(read) > 6000 and _characters(path, tmp_path) == read
+
+
+def test_a_missing_model_file_is_a_model_error(tmp_path: Path) -> None:
+    from platemask.errors import ModelError
+    from platemask.runtime import compile_openvino
+
+    with pytest.raises(ModelError, match=r"cannot load model .*nope\.xml"):
+        compile_openvino(tmp_path / "nope.xml", tmp_path / "cache")
