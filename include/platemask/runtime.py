@@ -32,6 +32,7 @@ import cv2
 import numpy as np
 
 from platemask.errors import ModelError
+from platemask.storage import atomic_write
 
 __all__ = [
     "BackgroundLoad",
@@ -355,13 +356,10 @@ def cached_file(path: Path, suffix: str, cache_dir: Path | None = None) -> Path 
 
 def _write_atomically(target: Path, data: bytes) -> None:
     """Temp file + rename: a process that reads the cache never sees half a blob."""
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_bytes(data)
-        os.replace(tmp, target)
+        atomic_write(target, data)
     except OSError as exc:  # a full or read-only cache only costs the next process a compile
         log.warning("Could not keep %s in the model cache: %s", target.name, exc)
-        tmp.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager

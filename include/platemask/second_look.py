@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import json
-import os
 import re
 import threading
 from collections.abc import Sequence
@@ -41,6 +40,7 @@ from platemask.config import SecondLookOptions
 from platemask.detect import Detection, PlateDetector
 from platemask.errors import ModelError
 from platemask.runtime import BackgroundLoad, cached_file, compile_openvino
+from platemask.storage import atomic_write
 
 __all__ = [
     "Look",
@@ -217,10 +217,8 @@ def _characters(path: Path, cache_dir: Path | None) -> list[str]:
     except Exception as exc:
         raise ModelError(f"second look: cannot read the recogniser's characters from {path}: {exc}") from exc
     if kept is not None:
-        with contextlib.suppress(OSError):
-            tmp = kept.with_name(f".{kept.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(characters, ensure_ascii=False), encoding="utf-8")
-            os.replace(tmp, kept)
+        with contextlib.suppress(OSError):  # without it the next process reads the model again
+            atomic_write(kept, json.dumps(characters, ensure_ascii=False).encode())
     return characters
 
 
