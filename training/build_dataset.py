@@ -10,6 +10,12 @@ Sources (see training/DATACARD.md for licences and the counts of the last build)
   plate (``tests.support.synthetic``) warped onto its box, in the four colour schemes.
 - ``synthetic``: generated car photos with one Japanese plate each (``tests.support.synthetic``).
 
+Open Images boxes are incomplete: a plate in the background is often not boxed. Trained on as
+it is, such a plate teaches the model that small plates are background. So the labels are
+completed by a *teacher* (the current default model, on the whole photo): a plate it is sure of
+that no box holds is added as a label, one it is unsure of is painted grey (neither plate nor
+background).
+
 Nothing from ``shared/platedata`` (the evaluation sets) is used: photos whose Open Images id or
 perceptual hash matches an evaluation photo are dropped and counted. A held-back synthetic
 Japanese set (other seeds) is written as an evaluation set in the ``gt.jsonl`` format.
@@ -34,7 +40,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,7 +57,12 @@ HASH_DISTANCE = 6  # dHash bits within which two photos are the same photo
 SYNTHETIC_TRAIN_SEEDS = range(100_000, 100_000 + 10_000)
 SYNTHETIC_DEV_SEEDS = range(200_000, 200_000 + 10_000)  # never trained on
 
+TEACHER_SURE = 0.5  # a teacher plate at least this sure that no box holds becomes a label
+TEACHER_UNSURE = 0.1  # one between this and TEACHER_SURE is painted out
+
 Box = tuple[float, float, float, float]
+#: Plates a model finds in a BGR photo: (box in pixels, confidence).
+Teacher = Callable[[np.ndarray], list[tuple[Box, float]]]
 
 
 @dataclass
@@ -89,6 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         dev_synthetic=args.dev_synthetic,
         eval_data=args.eval_data,
         limit=args.limit,
+        teacher=None if args.no_teacher else default_teacher(),
     )
     print(json.dumps(counts.__dict__, indent=2, sort_keys=True))
     return 0
@@ -102,6 +114,7 @@ def build(
     dev_synthetic: int,
     eval_data: Path | None = EVAL_DATA,
     limit: int | None = None,
+    teacher: Teacher | None = None,
 ) -> Counts:
     """Write the training set under ``out`` and return what it holds."""
     rng = np.random.default_rng(20261201)
@@ -116,11 +129,12 @@ def build(
     excluded = _EvalIndex.load(eval_data)
     photos: list[tuple[str, Photo]] = []
     if roboflow_git is not None:
-        for split, photo in _roboflow_photos(roboflow_git, limit):
-            reason = excluded.reason(photo) or _unlike_production(photo)
+        for split, source in _roboflow_photos(roboflow_git, limit):
+            reason = excluded.reason(source) or _unlike_production(source)
             if reason:
                 counts.add(counts.dropped, f"roboflow: {reason}")
                 continue
+            photo = source if teacher is None else _complete_labels(source, teacher, counts)
             photos.append((split, photo))
             if split == "train" and rng.random() < jp_share:
                 photos.append((split, _paste_japanese(photo, rng)))
@@ -158,6 +172,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--dev-synthetic", type=int, default=120, help="held-back generated photos (evaluation)")
     parser.add_argument("--eval-data", type=Path, default=EVAL_DATA, help="evaluation sets to exclude")
     parser.add_argument("--limit", type=int, help="only the first N photos of each Roboflow split")
+    parser.add_argument("--no-teacher", action="store_true", help="train on the Roboflow boxes as they are")
     return parser
 
 
@@ -237,6 +252,47 @@ def _unlike_production(photo: Photo) -> str | None:
         if x2 - x1 > 0.6 * width:
             return "close-up of the plate"
     return None
+
+
+def default_teacher() -> Teacher:
+    """The product's default plate model, as the teacher that completes the labels."""
+    from platemask.config import DetectOptions
+    from platemask.detect import PlateDetector
+
+    detector = PlateDetector(DetectOptions(conf=TEACHER_UNSURE))
+
+    def find(image: np.ndarray) -> list[tuple[Box, float]]:
+        return [(tuple(map(float, d.box)), float(d.conf)) for d in detector.detect([image])[0]]
+
+    return find
+
+
+def _complete_labels(photo: Photo, teacher: Teacher, counts: Counts) -> Photo:
+    """``photo`` with the teacher's sure plates that no box holds added, and its unsure ones painted out."""
+    image, boxes = photo.image, list(photo.boxes)
+    for box, conf in teacher(photo.image):
+        if any(_overlap(box, label) > 0.3 for label in photo.boxes):
+            continue  # a labelled plate, perhaps boxed a little differently
+        if conf >= TEACHER_SURE:
+            boxes.append(box)
+            counts.add(counts.plates, f"{photo.source}: added by the teacher")
+        else:
+            if image is photo.image:
+                image = image.copy()
+            x1, y1, x2, y2 = (round(v) for v in box)
+            image[max(y1, 0) : y2, max(x1, 0) : x2] = 114
+            counts.add(counts.plates, f"{photo.source}: painted out, teacher unsure")
+    return Photo(name=photo.name, source=photo.source, image=image, boxes=boxes)
+
+
+def _overlap(a: Box, b: Box) -> float:
+    """The share of the smaller box that the two have in common."""
+    width = min(a[2], b[2]) - max(a[0], b[0])
+    height = min(a[3], b[3]) - max(a[1], b[1])
+    if width <= 0 or height <= 0:
+        return 0.0
+    smaller = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
+    return width * height / smaller if smaller > 0 else 0.0
 
 
 def _synthetic_photo(seed: int, rng: np.random.Generator) -> Photo:

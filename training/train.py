@@ -32,7 +32,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     last = run / "weights" / "last.pt"
     if args.export:
         return _export(last, args.export)
-    train(args.data, run, args.epochs, args.imgsz, args.batch, args.device, args.weights, args.fraction)
+    train(
+        args.data,
+        run,
+        args.epochs,
+        args.imgsz,
+        args.batch,
+        args.device,
+        weights=args.weights,
+        fraction=args.fraction,
+        freeze=args.freeze,
+        lr0=args.lr0,
+    )
     return 0
 
 
@@ -45,6 +56,8 @@ def train(
     device: str,
     weights: Path = RECOVERED,
     fraction: float = 1.0,
+    freeze: int = 0,
+    lr0: float = 0.0005,
 ) -> Path:
     """Run ``epochs`` epochs in ``run`` (resuming its last checkpoint if there is one); the last weights."""
     from ultralytics import YOLO
@@ -72,7 +85,10 @@ def train(
         save_period=1,  # a checkpoint every epoch: a stopped session loses at most one
         # Fine-tuning a good model: small steps, short warm-up, no new class head.
         optimizer="AdamW",
-        lr0=0.0005,
+        lr0=lr0,
+        # Frozen first layers keep what the teacher's features already see (small plates among
+        # them) and make a CPU epoch cheaper: their gradients are never computed.
+        freeze=freeze or None,
         lrf=0.1,
         warmup_epochs=0.3,
         cos_lr=True,
@@ -129,6 +145,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="cpu", help="cpu, or 0 for the first GPU")
     parser.add_argument("--weights", type=Path, default=RECOVERED, help="starting weights")
     parser.add_argument("--fraction", type=float, default=1.0, help="share of the training images to use")
+    parser.add_argument("--freeze", type=int, default=10, help="first layers kept as they are (10: the backbone)")
+    parser.add_argument("--lr0", type=float, default=0.0005, help="initial learning rate (AdamW)")
     parser.add_argument("--export", type=Path, help="write the run's last weights here (optimizer stripped) and stop")
     return parser
 

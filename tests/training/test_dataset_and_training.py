@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tests.support.synthetic import make_car_photo
-from training.build_dataset import CROP, build
+from training.build_dataset import CROP, Counts, Photo, _complete_labels, build
 
 # Open Images style names, as in the Roboflow export: <id>_jpg.rf.<hash>.jpg
 KEPT, SAME_ID, SAME_PIXELS = "0a1b2c3d4e5f6071", "1122334455667788", "99aabbccddeeff00"
@@ -57,13 +57,36 @@ def _eval_set(root: Path, images: dict[str, np.ndarray]) -> Path:
     return root / "platedata"
 
 
+SURE_UNBOXED, UNSURE = (400.0, 40.0, 460.0, 60.0), (100.0, 400.0, 150.0, 420.0)
+
+
+def _teacher(image: np.ndarray) -> list[tuple[tuple[float, float, float, float], float]]:
+    """A stand-in for the default model: a plate no box holds, and one it is unsure of."""
+    return [(SURE_UNBOXED, 0.8), (UNSURE, 0.2)]
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
     root = tmp_path_factory.mktemp("dataset")
     git_dir, images = _export_repo(root)
     out = root / "out"
-    counts = build(out, git_dir, synthetic=4, jp_share=1.0, dev_synthetic=3, eval_data=_eval_set(root, images))
+    eval_data = _eval_set(root, images)
+    counts = build(out, git_dir, synthetic=4, jp_share=1.0, dev_synthetic=3, eval_data=eval_data, teacher=_teacher)
     return out, counts
+
+
+def test_the_teacher_labels_plates_the_boxes_missed_and_paints_out_what_it_is_unsure_of() -> None:
+    image = np.full((480, 640, 3), 200, np.uint8)
+    photo = Photo(name="p", source="roboflow", image=image, boxes=[(205.0, 298.0, 298.0, 332.0)])
+    counts = Counts()
+    boxed_a_little_differently = ((200.0, 300.0, 300.0, 330.0), 0.9)
+    completed = _complete_labels(photo, lambda image: [*_teacher(image), boxed_a_little_differently], counts)
+    # The boxed plate is not labelled twice; the sure one is added; the unsure one is neither.
+    assert completed.boxes == [(205.0, 298.0, 298.0, 332.0), SURE_UNBOXED]
+    assert (completed.image[400:420, 100:150] == 114).all()
+    assert (completed.image[40:60, 400:460] == 200).all()  # a labelled plate keeps its pixels
+    assert (image == 200).all()  # the source photo is not changed in place
+    assert counts.plates == {"roboflow: added by the teacher": 1, "roboflow: painted out, teacher unsure": 1}
 
 
 def test_builder_keeps_one_copy_per_photo_and_drops_evaluation_photos(built) -> None:
@@ -75,6 +98,9 @@ def test_builder_keeps_one_copy_per_photo_and_drops_evaluation_photos(built) -> 
     assert counts.photos["roboflow"] == 2  # KEPT (train) and the valid photo
     assert counts.photos["jp_pasted"] == 1  # every kept training photo again, with a Japanese plate
     assert counts.photos["synthetic"] == 4
+    # The teacher completes the labels of the two kept Roboflow photos (not the generated ones).
+    assert counts.plates["roboflow: added by the teacher"] == 2
+    assert counts.plates["roboflow: painted out, teacher unsure"] == 2
 
 
 def test_builder_writes_crops_with_polygon_labels(built) -> None:
