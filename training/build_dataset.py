@@ -8,6 +8,8 @@ Sources (see training/DATACARD.md for licences and the counts of the last build)
   each photo; one copy per photo is kept (ultralytics augments on its own).
 - ``jp_pasted``: some of those photos again, every labelled plate replaced by a rendered Japanese
   plate (``tests.support.synthetic``) warped onto its box, in the four colour schemes.
+- ``dashcam``: RobertLucian/license-plate-dataset (MIT): 534 dash-camera frames of Romanian
+  (EU) traffic, day and night, 1280×720, plate boxes in Pascal VOC XML.
 - ``synthetic``: generated car photos with one Japanese plate each (``tests.support.synthetic``).
 
 Open Images boxes are incomplete: a plate in the background is often not boxed. Trained on as
@@ -40,6 +42,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +60,7 @@ HASH_DISTANCE = 6  # dHash bits within which two photos are the same photo
 SYNTHETIC_TRAIN_SEEDS = range(100_000, 100_000 + 10_000)
 SYNTHETIC_DEV_SEEDS = range(200_000, 200_000 + 10_000)  # never trained on
 
+BACKGROUND_SOURCES = ("roboflow", "dashcam")  # real photos that also give a window with no plate
 TEACHER_SURE = 0.5  # a teacher plate at least this sure that no box holds becomes a label
 TEACHER_UNSURE = 0.1  # one between this and TEACHER_SURE is painted out
 
@@ -100,6 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         dev_synthetic=args.dev_synthetic,
         eval_data=args.eval_data,
         limit=args.limit,
+        dashcam_git=args.dashcam_git,
         teacher=None if args.no_teacher else default_teacher(),
     )
     print(json.dumps(counts.__dict__, indent=2, sort_keys=True))
@@ -115,6 +120,7 @@ def build(
     eval_data: Path | None = EVAL_DATA,
     limit: int | None = None,
     teacher: Teacher | None = None,
+    dashcam_git: Path | None = None,
 ) -> Counts:
     """Write the training set under ``out`` and return what it holds."""
     rng = np.random.default_rng(20261201)
@@ -128,16 +134,20 @@ def build(
         (out / "labels" / split).mkdir(parents=True, exist_ok=True)
     excluded = _EvalIndex.load(eval_data)
     photos: list[tuple[str, Photo]] = []
+    real: list[tuple[str, Photo]] = []
     if roboflow_git is not None:
-        for split, source in _roboflow_photos(roboflow_git, limit):
-            reason = excluded.reason(source) or _unlike_production(source)
-            if reason:
-                counts.add(counts.dropped, f"roboflow: {reason}")
-                continue
-            photo = source if teacher is None else _complete_labels(source, teacher, counts)
-            photos.append((split, photo))
-            if split == "train" and rng.random() < jp_share:
-                photos.append((split, _paste_japanese(photo, rng)))
+        real += _roboflow_photos(roboflow_git, limit)
+    if dashcam_git is not None:
+        real += _voc_photos(dashcam_git, "dashcam", limit)
+    for split, source in real:
+        reason = excluded.reason(source) or _unlike_production(source)
+        if reason:
+            counts.add(counts.dropped, f"{source.source}: {reason}")
+            continue
+        photo = source if teacher is None else _complete_labels(source, teacher, counts)
+        photos.append((split, photo))
+        if split == "train" and photo.source == "roboflow" and rng.random() < jp_share:
+            photos.append((split, _paste_japanese(photo, rng)))
     for i, seed in enumerate(SYNTHETIC_TRAIN_SEEDS[:synthetic]):
         photos.append(("val" if i % 20 == 0 else "train", _synthetic_photo(seed, rng)))
     for split, photo in photos:
@@ -166,6 +176,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument(
         "--roboflow-git", type=Path, help="git directory of komsait/License-Plate-Detector (the search tool's fetch)"
+    )
+    parser.add_argument(
+        "--dashcam-git", type=Path, help="git directory of RobertLucian/license-plate-dataset (the search tool's fetch)"
     )
     parser.add_argument("--synthetic", type=int, default=400, help="generated car photos to train on")
     parser.add_argument("--jp-share", type=float, default=0.5, help="share of photos also used with Japanese plates")
@@ -209,6 +222,29 @@ def _roboflow_photos(git_dir: Path, limit: int | None) -> Iterator[tuple[str, Ph
                 kept += 1
                 if limit is not None and kept >= limit:
                     break
+
+
+def _voc_photos(git_dir: Path, source: str, limit: int | None) -> Iterator[tuple[str, Photo]]:
+    """Photos of a Pascal VOC export (``dataset/<split>/images`` + ``annots``), all trained on."""
+    commit = _commit_with(git_dir, "dataset")
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = subprocess.run(
+            ["git", "--git-dir", str(git_dir), "archive", commit, "dataset"], check=True, capture_output=True
+        ).stdout
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            tar.extractall(tmp, filter="data")
+        for split_dir in sorted((Path(tmp) / "dataset").iterdir()):
+            for kept, annotation in enumerate(sorted((split_dir / "annots").glob("*.xml"))):
+                if limit is not None and kept >= limit:
+                    break
+                image = cv2.imread(str(split_dir / "images" / (annotation.stem + ".jpg")), cv2.IMREAD_COLOR)
+                if image is None:
+                    continue
+                boxes = [
+                    tuple(float(box.findtext(k, "0")) for k in ("xmin", "ymin", "xmax", "ymax"))
+                    for box in ET.parse(annotation).getroot().iter("bndbox")
+                ]
+                yield "train", Photo(name=annotation.stem, source=source, image=image, boxes=boxes)
 
 
 def _commit_with(git_dir: Path, path: str) -> str:
@@ -401,6 +437,14 @@ def _crops(photo: Photo, rng: np.random.Generator) -> Iterator[tuple[np.ndarray,
     crop, kept = _window(image, boxes, rng)
     if (crop == 114).all(axis=2).mean() < 0.3:  # not mostly a painted-out close-up
         yield crop, kept
+    if photo.source in BACKGROUND_SOURCES:
+        # Real background, whole: buildings, lamps, signs and windows the model must learn are
+        # not plates (a first fine-tune without these marked about one per photo).
+        for _ in range(10):
+            crop, kept = _window(image, boxes, rng)
+            if not kept and (crop == 114).all(axis=2).mean() < 0.3:
+                yield crop, kept
+                break
 
 
 def _to_inference_scale(image: np.ndarray) -> np.ndarray:

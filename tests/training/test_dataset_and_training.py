@@ -48,6 +48,25 @@ def _export_repo(root: Path) -> tuple[Path, dict[str, np.ndarray]]:
     return repo / ".git", images
 
 
+def _voc_repo(root: Path) -> Path:
+    """A git repository holding a Pascal VOC export, as RobertLucian/license-plate-dataset does."""
+    repo = root / "voc"
+    photo = make_car_photo(seed=77, size=(1280, 720), view="rear")
+    x1, y1, x2, y2 = photo.plate_box
+    for folder in ("images", "annots"):
+        (repo / "dataset" / "train" / folder).mkdir(parents=True)
+    cv2.imwrite(str(repo / "dataset" / "train" / "images" / "ride.mp4#t=1.jpg"), photo.image)
+    (repo / "dataset" / "train" / "annots" / "ride.mp4#t=1.xml").write_text(
+        f"<annotation><object><name>license-plate</name><bndbox><xmin>{x1}</xmin><ymin>{y1}</ymin>"
+        f"<xmax>{x2}</xmax><ymax>{y2}</ymax></bndbox></object></annotation>",
+        encoding="utf-8",
+    )
+    _git(repo.parent, "init", "-q", str(repo))
+    _git(repo, "add", "-A")
+    _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "voc export")
+    return repo / ".git"
+
+
 def _eval_set(root: Path, images: dict[str, np.ndarray]) -> Path:
     """An evaluation set holding one photo by Open Images id and another one resized under a new name."""
     folder = root / "platedata" / "set" / "images"
@@ -71,7 +90,16 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
     git_dir, images = _export_repo(root)
     out = root / "out"
     eval_data = _eval_set(root, images)
-    counts = build(out, git_dir, synthetic=4, jp_share=1.0, dev_synthetic=3, eval_data=eval_data, teacher=_teacher)
+    counts = build(
+        out,
+        git_dir,
+        synthetic=4,
+        jp_share=1.0,
+        dev_synthetic=3,
+        eval_data=eval_data,
+        teacher=_teacher,
+        dashcam_git=_voc_repo(root),
+    )
     return out, counts
 
 
@@ -98,9 +126,16 @@ def test_builder_keeps_one_copy_per_photo_and_drops_evaluation_photos(built) -> 
     assert counts.photos["roboflow"] == 2  # KEPT (train) and the valid photo
     assert counts.photos["jp_pasted"] == 1  # every kept training photo again, with a Japanese plate
     assert counts.photos["synthetic"] == 4
-    # The teacher completes the labels of the two kept Roboflow photos (not the generated ones).
+    assert counts.photos["dashcam"] == 1 and counts.plates["dashcam"] == 1 + 1  # its box, and the teacher's
+    # The teacher completes the labels of the real photos (not of the generated ones).
     assert counts.plates["roboflow: added by the teacher"] == 2
     assert counts.plates["roboflow: painted out, teacher unsure"] == 2
+
+
+def test_real_photos_also_give_a_window_of_background_only(built) -> None:
+    _, counts = built
+    # Per real photo: one window per plate (two after the teacher), one at random, one with no plate.
+    assert counts.crops["train/dashcam"] == 2 + 1 + 1
 
 
 def test_builder_writes_crops_with_polygon_labels(built) -> None:
