@@ -70,12 +70,13 @@ evaluate: install
 	$(BIN)/python scripts/evaluate.py --second-look off review mask $(if $(DATA),$(DATA))
 
 # The plate model's training set and fine-tuning (training/). The Roboflow export is read from a
-# git directory fetched beforehand (README: "Training the plate model"); EPOCHS resumes a stopped run.
+# git directories cloned beforehand (README: "Training the plate model"); EPOCHS resumes a stopped run.
 ROBOFLOW_GIT ?= /work/.mirror/komsait+License-Plate-Detector/repo
+DASHCAM_GIT ?= /work/.mirror/RobertLucian+license-plate-dataset/repo
 EPOCHS ?= 5
 dataset: install
 	$(BIN)/python -m training.recover
-	$(BIN)/python -m training.build_dataset --roboflow-git "$(ROBOFLOW_GIT)"
+	$(BIN)/python -m training.build_dataset --roboflow-git "$(ROBOFLOW_GIT)" --dashcam-git "$(DASHCAM_GIT)"
 
 train: install
 	$(BIN)/python -m training.train --epochs $(EPOCHS) $(if $(DEVICE),--device $(DEVICE))

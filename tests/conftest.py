@@ -71,6 +71,14 @@ def settings(photo_root: Path, tmp_path: Path):
     return Settings.from_env({"S3_MOUNT": str(photo_root), "LOG_DIR": str(tmp_path / "logs")})
 
 
+@pytest.fixture(scope="session")
+def platedet_model(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """platedet's model as OpenVINO IR: the default model before platemask's own (no torch needed)."""
+    from platemask.detect import platedet_to_openvino
+
+    return str(platedet_to_openvino(tmp_path_factory.mktemp("platedet") / "platedet_openvino_model"))
+
+
 @pytest.fixture
 def put_photo(photo_root: Path) -> Callable[..., bytes]:
     """Write a photo under the mount: ``put_photo("/upfile/1041/8430/x.jpg", data=None, seed=0)``."""

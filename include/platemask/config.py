@@ -38,10 +38,10 @@ VARIABLES: dict[str, str] = {
     "CHATWORK_API_URL": "Chatwork API base URL (default https://api.chatwork.com/v2)",
     "PLATE_MODEL": "Plate model: OpenVINO dir or .onnx (run directly), or .pt (ultralytics); built-in when unset",
     "PLATEMASK_TIMEZONE": "Site time zone that defines a calendar day (default Asia/Tokyo)",
-    "PLATEMASK_CONF": "Detection confidence threshold (default 0.10; lower hides more)",
+    "PLATEMASK_CONF": "Detection confidence threshold (default 0.30; lower hides more)",
     "PLATEMASK_FLIP": "Also search each photo mirrored left-right, keeping both passes' plates (default false)",
     "PLATEMASK_SECOND_LOOK": "mask, review or off: what to do with text the plate model may have missed (default mask)",
-    "PLATEMASK_REVIEW_CONF": "Masks from detections below this confidence are listed for review (default 0.25)",
+    "PLATEMASK_REVIEW_CONF": "Masks from detections below this confidence are listed for review (default 0.50)",
     "PLATEMASK_PADDING": "Mask padding around each plate box, fraction of its size (default 0.25)",
     "PLATEMASK_MASK_STYLE": "fill, blur, pixelate or logo (default fill)",
     "PLATEMASK_MASK_COLOR": "Fill colour as #RRGGBB (default #2b2b2b)",
@@ -84,7 +84,7 @@ class DetectOptions:
     """How plates are found. Defaults favour hiding too much over missing a plate."""
 
     model: str | None = None
-    conf: float = 0.10
+    conf: float = 0.30
     # A mirrored second pass adds almost nothing on real photos the model has not seen, for twice
     # the model time (README, *The plate model*): off unless asked for.
     flip: bool = False
@@ -112,7 +112,7 @@ class SecondLookOptions:
     weak_conf: float = 0.02  # a closer-look plate at least this sure keeps a candidate unconfirmed
     read_conf: float = 0.7  # the recogniser must be this sure of plate-like characters
     #: A mask from a detection below this confidence is listed for review (``low_confidence``).
-    review_conf: float = 0.25
+    review_conf: float = 0.50
 
     def __post_init__(self) -> None:
         if self.mode not in SECOND_LOOK_MODES:

@@ -40,6 +40,7 @@ __all__ = [
     "export_openvino",
     "get_detector",
     "platedet_onnx",
+    "platedet_to_openvino",
     "prepare_default_model",
     "prepared_model_dir",
     "quiet_ultralytics_environment",
@@ -100,7 +101,7 @@ def prepare_default_model(target: Path | None = None) -> Path:
     target = target or prepared_model_dir()
     if SHIPPED_WEIGHTS.is_file():
         return export_openvino(SHIPPED_WEIGHTS, target)
-    return _platedet_to_openvino(target)
+    return platedet_to_openvino(target)
 
 
 def export_openvino(weights: Path, target: Path, imgsz: int = 640) -> Path:
@@ -117,7 +118,8 @@ def export_openvino(weights: Path, target: Path, imgsz: int = 640) -> Path:
     return _swap_in(staging, target)
 
 
-def _platedet_to_openvino(target: Path) -> Path:
+def platedet_to_openvino(target: Path) -> Path:
+    """platedet's ONNX model as OpenVINO IR in ``target`` (the default before platemask's own model)."""
     import openvino as ov
     import yaml
 

@@ -86,13 +86,16 @@ def test_bad_arguments_exit_cleanly(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("mode", "hidden"), [("mask", True), ("off", False)])
 @pytest.mark.inference
-def test_mask_dir_second_look(tmp_path: Path, mode: str, hidden: bool) -> None:
-    # A plate the model misses at full size (tests/unit/test_second_look.py): only the second look hides it.
+def test_mask_dir_second_look(tmp_path: Path, mode: str, hidden: bool, platedet_model: str) -> None:
+    # A plate platedet misses at full size (tests/unit/test_second_look.py): only the second look hides it.
     photo = make_car_photo(seed=200041, size=(1024, 768))
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "car.jpg").write_bytes(photo_jpeg(photo.image, quality=95))
     result = subprocess.run(
-        [PLATEMASK, "mask-dir", str(tmp_path / "in"), str(tmp_path / "out"), "--no-banner", "--second-look", mode],
+        [
+            *(PLATEMASK, "mask-dir", str(tmp_path / "in"), str(tmp_path / "out"), "--no-banner"),
+            *("--second-look", mode, "--model", platedet_model, "--conf", "0.10"),
+        ],
         capture_output=True,
         encoding="utf-8",
         check=False,

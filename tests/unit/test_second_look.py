@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import cv2
 import numpy as np
 import pytest
@@ -16,7 +18,8 @@ from platemask.uploads import Photo
 from tests.support.synthetic import make_car_photo, make_scene, photo_jpeg
 
 #: A held-back generated photo (training/build_dataset.py's dev set) whose plate, 117 px wide,
-#: the default model does not find at full size.
+#: platedet does not find at full size (platemask's own model does: no generated photo it
+#: misses was found, so these tests look closer with platedet as the model).
 MISSED = {"seed": 200041, "size": (1024, 768)}
 
 
@@ -103,9 +106,9 @@ def test_text_the_masks_already_hide_is_no_candidate(car) -> None:
 
 
 @pytest.mark.inference
-def test_a_plate_the_model_misses_at_full_size_is_caught_by_the_closer_look() -> None:
+def test_a_plate_the_model_misses_at_full_size_is_caught_by_the_closer_look(platedet_model: str) -> None:
     photo = make_car_photo(**MISSED)
-    detector = get_detector(DetectOptions())
+    detector = get_detector(DetectOptions(model=platedet_model, conf=0.10))
     [found] = detector.detect([photo.image])
     assert _covered(found, photo.plate_box, photo.image.shape) < 0.9  # the first pass misses it
     look = get_second_look(SecondLookOptions()).look(photo.image, found, detector, padding=0.25)
@@ -114,7 +117,8 @@ def test_a_plate_the_model_misses_at_full_size_is_caught_by_the_closer_look() ->
 
 
 @pytest.mark.inference
-def test_pipeline_masks_what_the_second_look_finds(settings: Settings, photo_root) -> None:
+def test_pipeline_masks_what_the_second_look_finds(settings: Settings, photo_root, platedet_model: str) -> None:
+    settings = dataclasses.replace(settings, detect=DetectOptions(model=platedet_model, conf=0.10))
     photo = make_car_photo(**MISSED)
     (photo_root / "upfile/1041/8430").mkdir(parents=True)
     (photo_root / "upfile/1041/8430/1.jpg").write_bytes(photo_jpeg(photo.image, quality=95))
