@@ -44,12 +44,14 @@ import tarfile
 import tempfile
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from platemask.second_look import overlap_of_smaller
 from tests.support.synthetic import make_car_photo, make_scene, render_random_plate
 
 DEFAULT_OUT = Path(__file__).parent / "data"
@@ -196,14 +198,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _roboflow_photos(git_dir: Path, limit: int | None) -> Iterator[tuple[str, Photo]]:
     """One copy of each photo of the Roboflow export kept in the repository's history."""
-    commit = _commit_with(git_dir, "dataset/data.yaml")
-    with tempfile.TemporaryDirectory() as tmp:
-        archive = subprocess.run(
-            ["git", "--git-dir", str(git_dir), "archive", commit, "dataset"], check=True, capture_output=True
-        ).stdout
-        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-            tar.extractall(tmp, filter="data")
-        root = Path(tmp) / "dataset"
+    with _dataset_folder(git_dir, _commit_with(git_dir, "dataset/data.yaml")) as root:
         for roboflow_split, split in (("train", "train"), ("valid", "val"), ("test", "val")):
             seen: set[str] = set()
             images = sorted((root / roboflow_split / "images").glob("*.jpg"))
@@ -226,14 +221,8 @@ def _roboflow_photos(git_dir: Path, limit: int | None) -> Iterator[tuple[str, Ph
 
 def _voc_photos(git_dir: Path, source: str, limit: int | None) -> Iterator[tuple[str, Photo]]:
     """Photos of a Pascal VOC export (``dataset/<split>/images`` + ``annots``), all trained on."""
-    commit = _commit_with(git_dir, "dataset")
-    with tempfile.TemporaryDirectory() as tmp:
-        archive = subprocess.run(
-            ["git", "--git-dir", str(git_dir), "archive", commit, "dataset"], check=True, capture_output=True
-        ).stdout
-        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-            tar.extractall(tmp, filter="data")
-        for split_dir in sorted((Path(tmp) / "dataset").iterdir()):
+    with _dataset_folder(git_dir, _commit_with(git_dir, "dataset")) as root:
+        for split_dir in sorted(root.iterdir()):
             for kept, annotation in enumerate(sorted((split_dir / "annots").glob("*.xml"))):
                 if limit is not None and kept >= limit:
                     break
@@ -245,6 +234,18 @@ def _voc_photos(git_dir: Path, source: str, limit: int | None) -> Iterator[tuple
                     for box in ET.parse(annotation).getroot().iter("bndbox")
                 ]
                 yield "train", Photo(name=annotation.stem, source=source, image=image, boxes=boxes)
+
+
+@contextmanager
+def _dataset_folder(git_dir: Path, commit: str) -> Iterator[Path]:
+    """The ``dataset/`` folder of ``commit``, extracted into a temporary folder while in use."""
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = subprocess.run(
+            ["git", "--git-dir", str(git_dir), "archive", commit, "dataset"], check=True, capture_output=True
+        ).stdout
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            tar.extractall(tmp, filter="data")
+        yield Path(tmp) / "dataset"
 
 
 def _commit_with(git_dir: Path, path: str) -> str:
@@ -307,7 +308,7 @@ def _complete_labels(photo: Photo, teacher: Teacher, counts: Counts) -> Photo:
     """``photo`` with the teacher's sure plates that no box holds added, and its unsure ones painted out."""
     image, boxes = photo.image, list(photo.boxes)
     for box, conf in teacher(photo.image):
-        if any(_overlap(box, label) > 0.3 for label in photo.boxes):
+        if any(overlap_of_smaller(box, label) > 0.3 for label in photo.boxes):
             continue  # a labelled plate, perhaps boxed a little differently
         if conf >= TEACHER_SURE:
             boxes.append(box)
@@ -319,16 +320,6 @@ def _complete_labels(photo: Photo, teacher: Teacher, counts: Counts) -> Photo:
             image[max(y1, 0) : y2, max(x1, 0) : x2] = 114
             counts.add(counts.plates, f"{photo.source}: painted out, teacher unsure")
     return Photo(name=photo.name, source=photo.source, image=image, boxes=boxes)
-
-
-def _overlap(a: Box, b: Box) -> float:
-    """The share of the smaller box that the two have in common."""
-    width = min(a[2], b[2]) - max(a[0], b[0])
-    height = min(a[3], b[3]) - max(a[1], b[1])
-    if width <= 0 or height <= 0:
-        return 0.0
-    smaller = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
-    return width * height / smaller if smaller > 0 else 0.0
 
 
 def _synthetic_photo(seed: int, rng: np.random.Generator) -> Photo:

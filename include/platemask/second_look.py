@@ -316,7 +316,7 @@ class SecondLook:
 
     def _decide(self, image: np.ndarray, region: TextRegion, found: list[Detection], look: Look, conf: float) -> None:
         """A plate on the region is masked; a weak one or plate-like characters are unconfirmed; else dropped."""
-        on_region = [d for d in found if _overlap(d.box, region.box) >= 0.3]
+        on_region = [d for d in found if overlap_of_smaller(d.box, region.box) >= 0.3]
         best = max(on_region, key=lambda d: d.conf) if on_region else None
         if best is not None and best.conf >= conf:
             look.masks.append(replace(best, source="closer_look"))
@@ -371,7 +371,7 @@ def _hidden(box: tuple[float, float, float, float], covered: np.ndarray, share: 
     return float(covered[y1:y2, x1:x2].mean()) >= share
 
 
-def _overlap(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+def overlap_of_smaller(a: tuple[float, ...], b: tuple[float, ...]) -> float:
     """Intersection over the smaller box: a plate box around a text box overlaps it fully."""
     w = min(a[2], b[2]) - max(a[0], b[0])
     h = min(a[3], b[3]) - max(a[1], b[1])
