@@ -14,7 +14,7 @@ Sources (see training/DATACARD.md for licences and the counts of the last build)
 
 Open Images boxes are incomplete: a plate in the background is often not boxed. Trained on as
 it is, such a plate teaches the model that small plates are background. So the labels are
-completed by a *teacher* (the current default model, on the whole photo): a plate it is sure of
+completed by a *teacher* (platedet, on the whole photo): a plate it is sure of
 that no box holds is added as a label, one it is unsure of is painted grey (neither plate nor
 background).
 
@@ -292,11 +292,16 @@ def _unlike_production(photo: Photo) -> str | None:
 
 
 def default_teacher() -> Teacher:
-    """The product's default plate model, as the teacher that completes the labels."""
-    from platemask.config import DetectOptions
-    from platemask.detect import PlateDetector
+    """platedet, as the teacher that completes the labels.
 
-    detector = PlateDetector(DetectOptions(conf=TEACHER_UNSURE))
+    Always platedet, not whatever the default model is now: a build must not change when a
+    model trained on it ships, and the thresholds above were set on platedet's confidences.
+    """
+    from platemask.config import DetectOptions
+    from platemask.detect import PlateDetector, platedet_to_openvino
+
+    folder = Path(tempfile.mkdtemp(prefix="platedet-teacher-")) / "platedet_openvino_model"
+    detector = PlateDetector(DetectOptions(model=str(platedet_to_openvino(folder)), conf=TEACHER_UNSURE))
 
     def find(image: np.ndarray) -> list[tuple[Box, float]]:
         return [(tuple(map(float, d.box)), float(d.conf)) for d in detector.detect([image])[0]]

@@ -22,6 +22,7 @@ from training.recover import DEFAULT_OUT as RECOVERED
 HERE = Path(__file__).parent
 DEFAULT_DATA = HERE / "data" / "data.yaml"
 RUNS = HERE / "runs"
+LR0 = 0.0005  # AdamW's initial learning rate: small steps from a good model
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -57,7 +58,7 @@ def train(
     weights: Path = RECOVERED,
     fraction: float = 1.0,
     freeze: int = 0,
-    lr0: float = 0.0005,
+    lr0: float = LR0,
 ) -> Path:
     """Run ``epochs`` epochs in ``run`` (resuming its last checkpoint if there is one); the last weights."""
     from ultralytics import YOLO
@@ -146,7 +147,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--weights", type=Path, default=RECOVERED, help="starting weights")
     parser.add_argument("--fraction", type=float, default=1.0, help="share of the training images to use")
     parser.add_argument("--freeze", type=int, default=10, help="first layers kept as they are (10: the backbone)")
-    parser.add_argument("--lr0", type=float, default=0.0005, help="initial learning rate (AdamW)")
+    parser.add_argument("--lr0", type=float, default=LR0, help="initial learning rate (AdamW)")
     parser.add_argument("--export", type=Path, help="write the run's last weights here (optimizer stripped) and stop")
     return parser
 
