@@ -3,12 +3,14 @@ PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# The built-in plate model as OpenVINO IR, converted from the shipped weights by the code that runs it.
+MODEL  := $(VENV)/share/platemask/plates_openvino_model/metadata.yaml
 
 .PHONY: install demo ui test test-fast lint format bench bench-scale chaos evaluate dataset train clean
 
-install: $(STAMP)
+install: $(STAMP) $(MODEL)
 
-$(STAMP): requirements.txt requirements-dev.txt pyproject.toml $(wildcard include/platemask/models/*.pt)
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.txt -r requirements-dev.txt
@@ -18,13 +20,16 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml $(wildcard includ
 	# used, run by OpenVINO; --no-deps keeps out its GUI OpenCV, pyclipper and shapely.
 	$(BIN)/python -m pip install --quiet --no-deps rapidocr-onnxruntime==1.4.4
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
-	$(BIN)/platemask prepare-model
 	# Redis for the Celery test and Chromium for the browser tests, from Debian (root only;
 	# elsewhere those tests are skipped).
 	@command -v redis-server >/dev/null && command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 		{ [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 		--no-install-recommends redis-server chromium chromium-driver >/dev/null; } || \
 		echo "NOTE: no redis-server/chromium/chromedriver (Debian): the Celery and browser tests will be skipped"
+	touch $@
+
+$(MODEL): $(STAMP) $(wildcard include/platemask/models/*.pt) include/platemask/detect.py
+	$(BIN)/platemask prepare-model
 	touch $@
 
 demo: install

@@ -91,6 +91,9 @@ class DetectOptions:
     iou: float = 0.5
     imgsz: int = 640
     max_det: int = 50
+    #: Trace each plate's outline (the segmentation masks): only the logo style uses it, and the
+    #: mask prototypes cost a quarter of the model's time (``Settings`` sets it from the style).
+    outlines: bool = False
 
 
 @dataclass(frozen=True)
@@ -131,6 +134,11 @@ class RenderOptions:
     banner_position: str = "bottom-right"
     banner_scale: float = 0.30
     jpeg_quality: int = 92
+
+    @property
+    def uses_outlines(self) -> bool:
+        """Whether this style needs each plate's outline (the logo is warped onto the plate's shape)."""
+        return self.style == "logo"
 
     def __post_init__(self) -> None:
         check_mask_style(self.style)
@@ -175,6 +183,12 @@ class Settings:
     second_look: SecondLookOptions = SecondLookOptions()
     render: RenderOptions = RenderOptions()
     limits: Limits = Limits()
+
+    def __post_init__(self) -> None:
+        # The detector traces outlines exactly when the mask style draws on them, however the
+        # style was chosen (environment, operator argument, command line).
+        if self.detect.outlines != self.render.uses_outlines:
+            object.__setattr__(self, "detect", replace(self.detect, outlines=self.render.uses_outlines))
 
     def with_overrides(self, **changes: Any) -> Settings:
         """Return a copy with the given non-None fields replaced."""

@@ -105,14 +105,20 @@ def prepare_default_model(target: Path | None = None) -> Path:
 
 
 def export_openvino(weights: Path, target: Path, imgsz: int = 640) -> Path:
-    """An ultralytics ``.pt`` checkpoint as OpenVINO IR (fp16, batch 1) in ``target`` (needs torch)."""
+    """An ultralytics ``.pt`` checkpoint as OpenVINO IR (fp16, batch 1) in ``target`` (needs torch).
+
+    The export's input size is free (``dynamic``): a photo is scaled to fit ``imgsz`` and padded
+    only to a multiple of 32, so a 4:3 photo costs the model 640 × 480 rather than 640 × 640.
+    """
     quiet_ultralytics_environment()
     from ultralytics import YOLO
 
     with tempfile.TemporaryDirectory() as tmp:
         copy = Path(tmp) / weights.name  # ultralytics writes the export next to the weights
         shutil.copyfile(weights, copy)
-        exported = Path(YOLO(str(copy)).export(format="openvino", imgsz=imgsz, half=True, batch=1, verbose=False))
+        exported = Path(
+            YOLO(str(copy)).export(format="openvino", imgsz=imgsz, half=True, batch=1, dynamic=True, verbose=False)
+        )
         staging = _staging(target)
         shutil.copytree(exported, staging, dirs_exist_ok=True)
     return _swap_in(staging, target)
@@ -229,7 +235,10 @@ class PlateDetector:
             raise ModelError(f"PLATE_MODEL {str(path)!r} does not exist")
         # OpenVINO IR or ONNX run directly, without importing torch or ultralytics. No warm-up
         # inference for them: compiled models are ready, and one would cost a whole photo's model time.
-        model = SegmentationModel(path) if is_direct_model(path) else self._load_ultralytics(path)
+        if is_direct_model(path):
+            model = SegmentationModel(path, outlines=self.options.outlines)
+        else:
+            model = self._load_ultralytics(path)
         self.ready_cpu_s = time.process_time()
         log.info("Plate model ready: %s (process CPU so far %.2f s)", path, self.ready_cpu_s)
         self._model = model

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -24,15 +26,29 @@ def test_default_model_is_the_prepared_openvino_copy() -> None:
 
 
 @pytest.mark.parametrize("flip", [pytest.param(True, id="with-mirror"), pytest.param(False, id="single-pass")])
+@pytest.mark.parametrize("outlines", [pytest.param(True, id="outlines"), pytest.param(False, id="boxes")])
 @pytest.mark.inference
-def test_finds_the_plate_of_a_generated_car(flip: bool) -> None:
-    detector = get_detector(DetectOptions(flip=flip))
+def test_finds_the_plate_of_a_generated_car(flip: bool, outlines: bool) -> None:
+    detector = get_detector(DetectOptions(flip=flip, outlines=outlines))
     photos = [make_car_photo(seed, size=(1280, 960), view="front", style="private") for seed in (1, 2)]
     found = detector.detect([p.image for p in photos])
     for photo, detections in zip(photos, found, strict=True):
         assert max(_iou(d.box, photo.plate_box) for d in detections) > 0.5
         best = max(detections, key=lambda d: _iou(d.box, photo.plate_box))
-        assert best.polygon is not None and best.polygon.shape[1] == 2  # the segmentation outline
+        if outlines:
+            assert best.polygon is not None and best.polygon.shape[1] == 2  # the segmentation outline
+        else:
+            assert best.polygon is None  # the prototype branch was never run
+
+
+@pytest.mark.parametrize(("style", "outlines"), [("fill", False), ("blur", False), ("pixelate", False), ("logo", True)])
+def test_the_detector_traces_outlines_only_for_the_logo_style(style: str, outlines: bool) -> None:
+    settings = Settings.from_env({"PLATEMASK_MASK_STYLE": style})
+    assert settings.detect.outlines is outlines
+    # However the style is changed afterwards (an operator's mask_style), the detector follows it.
+    other = "fill" if outlines else "logo"
+    changed = settings.with_overrides(render=replace(settings.render, style=other))
+    assert changed.detect.outlines is (not outlines)
 
 
 @pytest.mark.inference

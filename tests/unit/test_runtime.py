@@ -42,6 +42,48 @@ def test_same_plates_as_ultralytics_on_generated_photos(path) -> None:
     assert compared >= len(SIZES)
 
 
+@pytest.mark.model
+@pytest.mark.parametrize(
+    "path", [pytest.param(prepared_model_dir, id="openvino"), pytest.param(platedet_onnx, id="onnx")]
+)
+def test_boxes_alone_are_the_boxes_found_with_outlines(path, tmp_path: Path) -> None:
+    """Without outlines the prototype branch is left out; the plates found stay exactly the same."""
+    model_path = Path(path())
+    with_outlines = SegmentationModel(model_path, tmp_path)
+    boxes_only = SegmentationModel(model_path, tmp_path, outlines=False)
+    found = 0
+    for seed, size in enumerate(SIZES):
+        image = make_car_photo(seed=seed, size=size).image
+        full = with_outlines.predict(image, conf=0.10, iou=0.5, max_det=50)
+        light = boxes_only.predict(image, conf=0.10, iou=0.5, max_det=50)
+        assert len(light) == len(full), f"seed {seed}"
+        for a, b in zip(light, full, strict=True):
+            assert np.abs(np.array(a.box) - np.array(b.box)).max() <= 0.5 and abs(a.conf - b.conf) < 1e-3
+        assert all(d.polygon is None for d in light) and all(d.polygon is not None for d in full)
+        found += len(full)
+    assert found >= len(SIZES)
+
+
+@pytest.mark.model
+def test_the_built_in_model_looks_at_a_photo_only_as_large_as_it_needs(tmp_path: Path) -> None:
+    """The prepared export takes any input size: a 4:3 photo is padded to 640 × 480, not 640 × 640."""
+    seen: list[tuple[int, ...]] = []
+    model = SegmentationModel(prepared_model_dir(), tmp_path, outlines=False)
+    run = model._run
+    model._run = lambda batch: seen.append(batch.shape) or run(batch)
+    for size in [(1280, 960), (960, 1280), (1920, 1080), (1000, 1000)]:
+        assert model.predict(make_car_photo(seed=3, size=size).image, conf=0.1, iou=0.5, max_det=50)
+    assert seen == [(1, 3, 480, 640), (1, 3, 640, 480), (1, 3, 384, 640), (1, 3, 640, 640)]
+
+
+def test_letterbox_pads_only_to_the_stride_when_the_model_takes_any_size() -> None:
+    image = np.full((280, 600, 3), 200, np.uint8)
+    tensor, gain, (left, top) = letterbox(image, (640, 640), stride=32)
+    assert tensor.shape == (1, 3, 320, 640)  # 299 rows once scaled, padded to 320
+    assert gain == pytest.approx(640 / 600) and (left, top) == (0, 10)
+    assert tensor[0, :, 5, 320] == pytest.approx(114 / 255) and tensor[0, :, 160, 320] == pytest.approx(200 / 255)
+
+
 def test_letterbox_keeps_the_aspect_and_centres() -> None:
     image = np.full((300, 600, 3), 200, np.uint8)
     tensor, gain, (left, top) = letterbox(image, (640, 640))
