@@ -40,8 +40,11 @@ class BlindModel:
     def __init__(self, closer_conf: float | None) -> None:
         self.closer_conf = closer_conf
         self.closer_looks = 0
+        self.shapes: list[tuple[int, ...]] = []  # of the images looked at closer
 
     def detect(self, images, *, conf=None):
+        if conf is not None:
+            self.shapes += [image.shape for image in images]
         if conf is None or self.closer_conf is None or self.closer_conf < conf:  # a model reports what passes conf
             return [[] for _ in images]
         self.closer_looks += 1
@@ -88,6 +91,24 @@ def test_modes_decide_what_happens_to_a_missed_plate(car, mode, closer_conf, mas
         assert on_plate == []
     assert bool(look.unmasked) is left_visible
     assert all(d.source == "second_look" for d in look.unmasked)
+
+
+@pytest.mark.parametrize(
+    ("count", "shape"), [(1, (320, 640, 3)), (2, (320, 640, 3)), (3, (640, 640, 3)), (4, (640, 640, 3))]
+)
+def test_one_or_two_candidates_are_looked_at_in_half_a_mosaic(count: int, shape: tuple[int, ...]) -> None:
+    """The closer look's model input is only as large as its crops: one or two take 320 × 640."""
+    image = np.full((960, 1280, 3), 90, np.uint8)
+    regions = [
+        TextRegion(np.float32([[x, 700], [x + 60, 700], [x + 60, 715], [x, 715]]), 0.9) for x in (300, 500, 700, 900)
+    ]
+    model = BlindModel(0.6)
+    found = SecondLook(SecondLookOptions())._closer_look(image, regions[:count], model)
+    assert model.shapes == [shape]
+    # Each crop's plate comes back to its own candidate, in photo pixels.
+    for region, plates in zip(regions[:count], found, strict=True):
+        [plate] = plates
+        assert abs((plate.box[0] + plate.box[2]) / 2 - (region.box[0] + region.box[2]) / 2) < 2
 
 
 def test_off_looks_at_nothing(car) -> None:
