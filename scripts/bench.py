@@ -359,6 +359,29 @@ def _print_timeline(db: sqlite3.Connection) -> None:
         ("→ run marked done", run_end - finish[1]),
     ]
     print("   the scheduled run, from its creation: " + "; ".join(f"{label} {sec:.1f} s" for label, sec in steps))
+    _print_slot_gaps(db, when)
+
+
+def _print_slot_gaps(db: sqlite3.Connection, when) -> None:
+    """Between car tasks: from one ending to the next being queued (the scheduler seeing the free
+    slot), and from queued to running (the executor starting the task process), medians."""
+    rows = db.execute(
+        "SELECT queued_dttm, start_date, end_date FROM task_instance WHERE task_id = 'mask_car' ORDER BY start_date"
+    ).fetchall()
+    tis = [(when(q), when(s), when(e)) for q, s, e in rows if q and s and e]
+    ends = sorted(e for _, _, e in tis)
+    to_queued = []
+    for queued, _, _ in tis:
+        freed = [e for e in ends if e <= queued]
+        if freed:  # this task waited for a slot: the latest task to end before it was queued freed it
+            to_queued.append(queued - freed[-1])
+    to_running = [start - queued for queued, start, _ in tis]
+    running = [end - start for _, start, end in tis]
+    if to_queued:
+        print(
+            f"   between car tasks (median): a task ends → the next is queued {statistics.median(to_queued):.2f} s;"
+            f" queued → running {statistics.median(to_running):.2f} s; a task runs {statistics.median(running):.2f} s"
+        )
 
 
 def _machine_busy() -> float:
