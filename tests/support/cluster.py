@@ -197,6 +197,8 @@ def running(home: Path, extra_env: dict[str, str], slots: int = 2, port: int | N
         "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
         "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "600",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+        # As docker-compose.yaml: a task's supervisor notices the process exit within 1 s, not 5.
+        "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "1",
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
         **extra_env,
     }
