@@ -126,12 +126,14 @@ def _mask_dir(args: argparse.Namespace) -> int:
         padding=settings.render.padding if args.padding is None else args.padding,
         banner=None if args.no_banner else settings.render.banner,
     )
-    detect = replace(
-        settings.detect,
-        conf=args.conf or settings.detect.conf,
-        model=args.model or settings.detect.model,
-        outlines=render.uses_outlines,
+    # Through Settings, so the detector traces outlines exactly when the chosen style needs them.
+    settings = settings.with_overrides(
+        render=render,
+        detect=replace(
+            settings.detect, conf=args.conf or settings.detect.conf, model=args.model or settings.detect.model
+        ),
     )
+    detect = settings.detect
     files = sorted(p for p in args.in_dir.rglob("*") if p.suffix.lower() in _IMAGE_SUFFIXES and p.is_file())
     if not files:
         print(f"platemask: no .jpg/.jpeg/.png files under {args.in_dir}", file=sys.stderr)
