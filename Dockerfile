@@ -51,7 +51,9 @@ COPY --chown=airflow:0 include/ /opt/platemask/include/
 COPY --chown=airflow:0 plugins/ /opt/platemask/plugins/
 RUN pip install --no-cache-dir --no-deps /opt/platemask
 
-# 4. Convert the default model to OpenVINO once, here, so no worker converts or downloads anything.
+# 4. The default model ships ready to run (INT8 OpenVINO IR, in the package). Its full-precision
+#    copy (PLATE_MODEL=<python prefix>/share/platemask/plates_openvino_model) is converted here,
+#    once, so no worker converts or downloads anything.
 RUN platemask prepare-model \
     && chmod -R g+rwX "${YOLO_CONFIG_DIR}"
 

@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 # The built-in plate model as OpenVINO IR, converted from the shipped weights by the code that runs it.
 MODEL  := $(VENV)/share/platemask/plates_openvino_model/metadata.yaml
 
-.PHONY: install demo ui test test-fast lint format bench bench-scale chaos evaluate dataset train clean
+.PHONY: install demo ui test test-fast lint format bench bench-scale chaos evaluate dataset train quantize clean
 
 install: $(STAMP) $(MODEL)
 
@@ -85,6 +85,11 @@ dataset: install
 
 train: install
 	$(BIN)/python -m training.train --epochs $(EPOCHS) $(if $(DEVICE),--device $(DEVICE))
+
+# The shipped INT8 model (include/platemask/models/plates-int8) from the shipped weights,
+# calibrated on training photos of the same two repositories.
+quantize: install
+	$(BIN)/python -m training.quantize --roboflow-git "$(ROBOFLOW_GIT)" --dashcam-git "$(DASHCAM_GIT)"
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache demo-output

@@ -45,7 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     mask.add_argument("out_dir", type=Path, metavar="OUT_DIR")
     mask.add_argument("--no-banner", action="store_true", help="do not draw the banner")
     mask.add_argument("--style", choices=MASK_STYLES, help="mask style (default: PLATEMASK_MASK_STYLE or fill)")
-    mask.add_argument("--conf", type=float, help="confidence threshold (default: PLATEMASK_CONF or 0.30)")
+    mask.add_argument("--conf", type=float, help="confidence threshold (default: PLATEMASK_CONF or 0.35)")
     mask.add_argument(
         "--padding", type=float, help="mask padding, fraction of the plate (default: PLATEMASK_PADDING or 0.25)"
     )

@@ -8,7 +8,16 @@ import numpy as np
 import pytest
 
 from platemask.config import DetectOptions, Settings
-from platemask.detect import Detection, PlateDetector, _merge, _unmirror, default_model_path, get_detector
+from platemask.detect import (
+    SHIPPED_INT8,
+    Detection,
+    PlateDetector,
+    _merge,
+    _unmirror,
+    default_model_path,
+    get_detector,
+    prepared_model_dir,
+)
 from platemask.errors import ConfigError, ModelError
 from tests.support.synthetic import make_car_photo, make_scene
 
@@ -20,9 +29,28 @@ def _iou(a, b) -> float:
     return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
 
 
-def test_default_model_is_the_prepared_openvino_copy() -> None:
+def test_default_model_is_the_shipped_int8_model() -> None:
+    import yaml
+
     path = default_model_path()
-    assert path.name == "plates_openvino_model" and (path / "metadata.yaml").is_file()
+    assert path == SHIPPED_INT8 and (path / "plates.xml").is_file() and (path / "plates.bin").is_file()
+    args = yaml.safe_load((path / "metadata.yaml").read_text(encoding="utf-8"))["args"]
+    assert args["quantize"] == 8 and args["dynamic"] is True  # INT8, any input size
+
+
+@pytest.mark.inference
+def test_the_int8_model_finds_the_plates_the_full_precision_copy_finds() -> None:
+    int8 = PlateDetector(DetectOptions(model=str(SHIPPED_INT8)))
+    full = PlateDetector(DetectOptions(model=str(prepared_model_dir())))
+    photos = [
+        make_car_photo(seed, size=size, view=view)
+        for seed, size, view in ((5, (1280, 960), "front"), (6, (960, 1280), "rear"), (7, (1920, 1080), "front"))
+    ]
+    images = [p.image for p in photos]
+    for photo, quantized, reference in zip(photos, int8.detect(images), full.detect(images), strict=True):
+        assert max(_iou(d.box, photo.plate_box) for d in quantized) > 0.5
+        for plate in reference:  # every plate of the full-precision model, in nearly the same place
+            assert max(_iou(d.box, plate.box) for d in quantized) > 0.85
 
 
 @pytest.mark.parametrize("flip", [pytest.param(True, id="with-mirror"), pytest.param(False, id="single-pass")])
