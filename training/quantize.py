@@ -47,6 +47,8 @@ def calibration_photos(
     roboflow_git: Path | None, dashcam_git: Path | None, eval_data: Path | None, per_source: int
 ) -> list[np.ndarray]:
     """Up to ``per_source`` photos from each source's training part, none of them an evaluation photo."""
+    if eval_data is not None and not eval_data.is_dir():
+        raise FileNotFoundError(f"evaluation sets {eval_data} not found: cannot keep them out of calibration")
     excluded = _EvalIndex.load(eval_data)
     sources: list[Iterator[np.ndarray]] = []
     if roboflow_git is not None:

@@ -23,6 +23,9 @@ def test_calibration_photos_are_training_photos_and_never_evaluation_ones(tmp_pa
     assert [p.shape[:2] for p in photos] == [(480, 640), (720, 1280)]
     assert np.abs(photos[0].astype(int) - images[KEPT].astype(int)).mean() < 3  # the same photo, JPEG apart
 
+    with pytest.raises(FileNotFoundError, match="cannot keep them out"):
+        calibration_photos(git_dir, None, tmp_path / "no-such-folder", per_source=10)
+
 
 @pytest.mark.inference
 def test_quantize_writes_an_int8_model_that_finds_the_same_plate(tmp_path: Path) -> None:
