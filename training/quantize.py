@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from platemask.detect import SHIPPED_INT8, SHIPPED_WEIGHTS, _staging, _swap_in, export_openvino
-from platemask.runtime import STRIDE, _info, _ir_file, _yaml_metadata, letterbox
+from platemask.detect import SHIPPED_INT8, SHIPPED_WEIGHTS, export_openvino, staging_folder, swap_in
+from platemask.runtime import STRIDE, export_metadata, ir_file, is_free_size, letterbox, model_info
 from training.build_dataset import EVAL_DATA, _EvalIndex, _roboflow_photos, _voc_photos
 
 PER_SOURCE = 150  # calibration photos from each source: 300 in all, NNCF's own default subset
@@ -64,13 +64,12 @@ def quantize(model_dir: Path, photos: Iterable[np.ndarray], target: Path) -> Pat
     import nncf
     import openvino as ov
 
-    xml = _ir_file(model_dir)
+    xml = ir_file(model_dir)
     if xml is None:
         raise FileNotFoundError(f"no OpenVINO model (.xml) in {model_dir}")
-    metadata = _yaml_metadata(model_dir)
-    free_size = bool((metadata.get("args") or {}).get("dynamic"))
-    imgsz = _info(metadata).imgsz
-    tensors = [letterbox(photo, imgsz, STRIDE if free_size else None)[0] for photo in photos]
+    metadata = export_metadata(model_dir)
+    stride = STRIDE if is_free_size(metadata) else None  # as SegmentationModel letterboxes in production
+    tensors = [letterbox(photo, model_info(metadata).imgsz, stride)[0] for photo in photos]
     if not tensors:
         raise ValueError("no calibration photos")
     model = ov.Core().read_model(str(xml))
@@ -81,12 +80,12 @@ def quantize(model_dir: Path, photos: Iterable[np.ndarray], target: Path) -> Pat
         subset_size=len(tensors),
         ignored_scope=nncf.IgnoredScope(names=head_decoding(model)),
     )
-    staging = _staging(target)
+    staging = staging_folder(target)
     ov.save_model(quantized, str(staging / xml.name))
     metadata["description"] = f"platemask's plate model, OpenVINO IR, INT8 (NNCF, {len(tensors)} calibration photos)"
     metadata.setdefault("args", {})["quantize"] = 8
     (staging / "metadata.yaml").write_text(yaml.safe_dump(metadata, sort_keys=False), encoding="utf-8")
-    return _swap_in(staging, target)
+    return swap_in(staging, target)
 
 
 def head_decoding(model: object) -> list[str]:

@@ -128,9 +128,9 @@ def export_openvino(weights: Path, target: Path, imgsz: int = 640) -> Path:
         exported = Path(
             YOLO(str(copy)).export(format="openvino", imgsz=imgsz, half=True, batch=1, dynamic=True, verbose=False)
         )
-        staging = _staging(target)
+        staging = staging_folder(target)
         shutil.copytree(exported, staging, dirs_exist_ok=True)
-    return _swap_in(staging, target)
+    return swap_in(staging, target)
 
 
 def platedet_to_openvino(target: Path) -> Path:
@@ -141,7 +141,7 @@ def platedet_to_openvino(target: Path) -> Path:
     source = platedet_onnx()
     # Core.read_model reads ONNX directly (no converter tool, so no telemetry prompt).
     model = ov.Core().read_model(str(source))
-    staging = _staging(target)
+    staging = staging_folder(target)
     ov.save_model(model, str(staging / "platedet.xml"), compress_to_fp16=True)
     metadata = {
         "description": "platedet 0.0.2 plate segmentation model (YOLOv8s-seg), OpenVINO IR",
@@ -153,10 +153,10 @@ def platedet_to_openvino(target: Path) -> Path:
         "names": {0: "plate"},
     }
     (staging / "metadata.yaml").write_text(yaml.safe_dump(metadata), encoding="utf-8")
-    return _swap_in(staging, target)
+    return swap_in(staging, target)
 
 
-def _staging(target: Path) -> Path:
+def staging_folder(target: Path) -> Path:
     """An empty folder beside ``target``: a model is written whole there before it replaces the old one."""
     staging = target.with_name(target.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
@@ -164,7 +164,8 @@ def _staging(target: Path) -> Path:
     return staging
 
 
-def _swap_in(staging: Path, target: Path) -> Path:
+def swap_in(staging: Path, target: Path) -> Path:
+    """``staging`` (see staging_folder) becomes ``target``, replacing what was there."""
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)
     return target

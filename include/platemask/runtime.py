@@ -115,12 +115,12 @@ class SegmentationModel:
     def __init__(self, path: Path, cache_dir: Path | None = None, *, outlines: bool = True) -> None:
         self.path = path
         try:
-            if _ir_file(path):
-                metadata = _yaml_metadata(path)
+            if ir_file(path):
+                metadata = export_metadata(path)
                 self._run, free_size = _openvino(path, cache_dir, metadata, outlines)
             else:
                 self._run, metadata, free_size = _onnxruntime(path, outlines)
-            self.info = _info(metadata)
+            self.info = model_info(metadata)
             #: Photos are padded to a multiple of the stride, not to the model's square (a free input size).
             self.stride: int | None = STRIDE if free_size else None
         except ModelError:
@@ -271,7 +271,7 @@ def _outline(
     return contour
 
 
-def _yaml_metadata(path: Path) -> dict[str, Any]:
+def export_metadata(path: Path) -> dict[str, Any]:
     """An OpenVINO export's metadata.yaml (ultralytics writes it next to the IR), or nothing."""
     folder = path if path.is_dir() else path.parent
     if not (folder / "metadata.yaml").is_file():
@@ -281,7 +281,7 @@ def _yaml_metadata(path: Path) -> dict[str, Any]:
     return yaml.safe_load((folder / "metadata.yaml").read_text(encoding="utf-8")) or {}
 
 
-def _info(metadata: dict[str, Any]) -> ModelInfo:
+def model_info(metadata: dict[str, Any]) -> ModelInfo:
     """Input size, batch and class names from an export's metadata (ultralytics' keys)."""
     imgsz = metadata.get("imgsz", [640, 640])
     imgsz = (imgsz, imgsz) if isinstance(imgsz, int) else (int(imgsz[0]), int(imgsz[1]))
@@ -290,7 +290,13 @@ def _info(metadata: dict[str, Any]) -> ModelInfo:
     return ModelInfo(imgsz=imgsz, batch=int(metadata.get("batch", 1)), names=names, task=task)
 
 
-def _ir_file(path: Path) -> Path | None:
+def is_free_size(metadata: dict[str, Any]) -> bool:
+    """Whether an export takes any input size (ultralytics' ``dynamic=True``), read from its metadata."""
+    return bool((metadata.get("args") or {}).get("dynamic"))
+
+
+def ir_file(path: Path) -> Path | None:
+    """The .xml of an OpenVINO IR given as the file or its folder, or None when ``path`` is no IR."""
     if path.suffix == ".xml":
         return path
     if path.is_dir():
@@ -423,9 +429,9 @@ def _openvino(path: Path, cache_dir: Path | None, metadata: dict[str, Any], outl
     Whether it is free is read from the export's metadata, not the model: reading the model is
     what the compiled-model cache spares a task process.
     """
-    free_size = bool((metadata.get("args") or {}).get("dynamic"))
+    free_size = is_free_size(metadata)
     compiled = compile_openvino(
-        _ir_file(path), cache_dir, _plate_model_edit(free_size, int(metadata.get("batch", 1)), outlines)
+        ir_file(path), cache_dir, _plate_model_edit(free_size, int(metadata.get("batch", 1)), outlines)
     )
     request = compiled.create_infer_request()
     outputs = sorted(compiled.outputs, key=lambda port: len(port.get_partial_shape()))  # rows (3-D), then protos (4-D)

@@ -199,18 +199,18 @@ def test_a_bad_thread_count_is_a_model_error_naming_the_setting(monkeypatch, val
 def test_the_compiled_plate_model_runs_one_unpinned_thread(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.delenv("PLATEMASK_INFERENCE_THREADS", raising=False)
     from platemask.detect import default_model_path
-    from platemask.runtime import _ir_file, compile_openvino
+    from platemask.runtime import compile_openvino, ir_file
 
-    compiled = compile_openvino(_ir_file(default_model_path()), tmp_path)
+    compiled = compile_openvino(ir_file(default_model_path()), tmp_path)
     assert compiled.get_property("INFERENCE_NUM_THREADS") == 1
     assert compiled.get_property("ENABLE_CPU_PINNING") is False
 
 
 def _plate_ir() -> Path:
     from platemask.detect import default_model_path
-    from platemask.runtime import _ir_file
+    from platemask.runtime import ir_file
 
-    return _ir_file(default_model_path())
+    return ir_file(default_model_path())
 
 
 @pytest.mark.inference
