@@ -471,7 +471,9 @@ def _airflow(env: dict[str, str], *command: str) -> None:
 
 
 def _child(code: str, *argv: str) -> dict:
-    out = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, env=_env(), check=True)
+    out = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, env=_env(), check=False)
+    if out.returncode != 0:  # say why: the measured process's own error, not only its exit status
+        raise RuntimeError(f"bench child process failed ({out.returncode}):\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
