@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 # The built-in plate model as OpenVINO IR, converted from the shipped weights by the code that runs it.
 MODEL  := $(VENV)/share/platemask/plates_openvino_model/metadata.yaml
 
-.PHONY: install demo ui test test-fast lint format bench bench-scale chaos evaluate dataset train quantize clean
+.PHONY: install demo ui test test-fast lint format bench bench-scale chaos evaluate dataset mine train quantize clean
 
 install: $(STAMP) $(MODEL)
 
@@ -82,6 +82,12 @@ EPOCHS ?= 5
 dataset: install
 	$(BIN)/python -m training.recover
 	$(BIN)/python -m training.build_dataset --roboflow-git "$(ROBOFLOW_GIT)" --dashcam-git "$(DASHCAM_GIT)"
+
+# What the built-in model gets wrong on its own training photos (training/hard_examples.json),
+# with numbered contact sheets of its marks to look at by eye (SHEETS=folder); make dataset uses it.
+mine: install
+	$(BIN)/python -m training.mine --roboflow-git "$(ROBOFLOW_GIT)" --dashcam-git "$(DASHCAM_GIT)" \
+		$(if $(SHEETS),--sheets "$(SHEETS)")
 
 train: install
 	$(BIN)/python -m training.train --epochs $(EPOCHS) $(if $(DEVICE),--device $(DEVICE))

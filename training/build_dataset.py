@@ -43,6 +43,7 @@ import sys
 import tarfile
 import tempfile
 import xml.etree.ElementTree as ET
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -55,6 +56,7 @@ from platemask.second_look import overlap_of_smaller
 from tests.support.synthetic import make_car_photo, make_scene, render_random_plate
 
 DEFAULT_OUT = Path(__file__).parent / "data"
+HARD_EXAMPLES = Path(__file__).parent / "hard_examples.json"  # written by training/mine.py, reviewed by eye
 EVAL_DATA = Path(__file__).parents[2] / "shared" / "platedata"
 INFERENCE_SIDE = 640  # the detector's input: photos are seen with this long side
 CROP = 320
@@ -108,6 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         limit=args.limit,
         dashcam_git=args.dashcam_git,
         teacher=None if args.no_teacher else default_teacher(),
+        hard=HardExamples.load(args.hard_examples) if args.hard_examples else None,
     )
     print(json.dumps(counts.__dict__, indent=2, sort_keys=True))
     return 0
@@ -123,30 +126,20 @@ def build(
     limit: int | None = None,
     teacher: Teacher | None = None,
     dashcam_git: Path | None = None,
+    hard: HardExamples | None = None,
 ) -> Counts:
     """Write the training set under ``out`` and return what it holds."""
     rng = np.random.default_rng(20261201)
     counts = Counts()
     for folder in ("images", "labels", "dev_synthetic_jp"):
         shutil.rmtree(out / folder, ignore_errors=True)  # a rebuild never keeps samples of an older one
-    if eval_data is not None and not eval_data.is_dir():
-        raise FileNotFoundError(f"evaluation sets {eval_data} not found: cannot keep them out of training")
     for split in ("train", "val"):
         (out / "images" / split).mkdir(parents=True, exist_ok=True)
         (out / "labels" / split).mkdir(parents=True, exist_ok=True)
-    excluded = _EvalIndex.load(eval_data)
     photos: list[tuple[str, Photo]] = []
-    real: list[tuple[str, Photo]] = []
-    if roboflow_git is not None:
-        real += _roboflow_photos(roboflow_git, limit)
-    if dashcam_git is not None:
-        real += _voc_photos(dashcam_git, "dashcam", limit)
-    for split, source in real:
-        reason = excluded.reason(source) or _unlike_production(source)
-        if reason:
-            counts.add(counts.dropped, f"{source.source}: {reason}")
-            continue
-        photo = source if teacher is None else _complete_labels(source, teacher, counts)
+    for split, photo in real_photos(roboflow_git, dashcam_git, eval_data, teacher, counts, limit):
+        if hard is not None:
+            photo = hard.complete(photo)
         photos.append((split, photo))
         if split == "train" and photo.source == "roboflow" and rng.random() < jp_share:
             photos.append((split, _paste_japanese(photo, rng)))
@@ -158,6 +151,10 @@ def build(
         for k, (crop, boxes) in enumerate(_crops(photo, rng)):
             _write_sample(out, split, f"{photo.source}-{photo.name}-{k}", crop, boxes)
             counts.add(counts.crops, f"{split}/{photo.source}")
+        if split == "train" and hard is not None:
+            for kind, k, (crop, boxes) in _hard_crops(photo, hard):
+                _write_sample(out, split, f"{photo.source}-{photo.name}-{kind}-{k}", crop, boxes)
+                counts.add(counts.crops, f"{split}/{photo.source}: {kind}")
     # Hard negatives: photos with no plate at all (interiors, wheels, empty lots).
     for i in range(max(synthetic // 10, 1) if synthetic else 0):
         scene = _to_inference_scale(make_scene(seed=300_000 + i, size=_random_size(rng)))
@@ -188,12 +185,47 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--eval-data", type=Path, default=EVAL_DATA, help="evaluation sets to exclude")
     parser.add_argument("--limit", type=int, help="only the first N photos of each Roboflow split")
     parser.add_argument("--no-teacher", action="store_true", help="train on the Roboflow boxes as they are")
+    parser.add_argument(
+        "--hard-examples",
+        type=Path,
+        default=HARD_EXAMPLES if HARD_EXAMPLES.is_file() else None,
+        help="what a model got wrong on the training photos (training/mine.py), trained on again",
+    )
     return parser
 
 
 # --------------------------------------------------------------------------------------------------
 # Sources
 # --------------------------------------------------------------------------------------------------
+
+
+def real_photos(
+    roboflow_git: Path | None,
+    dashcam_git: Path | None,
+    eval_data: Path | None,
+    teacher: Teacher | None,
+    counts: Counts,
+    limit: int | None = None,
+) -> Iterator[tuple[str, Photo]]:
+    """The real photos a build trains on, as (split, photo), labels completed by the teacher.
+
+    Evaluation photos and photos unlike production are dropped and counted; one place decides
+    which real photos are training photos, for the builder and for mining hard examples.
+    """
+    if eval_data is not None and not eval_data.is_dir():
+        raise FileNotFoundError(f"evaluation sets {eval_data} not found: cannot keep them out of training")
+    excluded = _EvalIndex.load(eval_data)
+    sources: list[Iterator[tuple[str, Photo]]] = []
+    if roboflow_git is not None:
+        sources.append(_roboflow_photos(roboflow_git, limit))
+    if dashcam_git is not None:
+        sources.append(_voc_photos(dashcam_git, "dashcam", limit))
+    for split, source in (item for photos in sources for item in photos):
+        reason = excluded.reason(source) or _unlike_production(source)
+        if reason:
+            counts.add(counts.dropped, f"{source.source}: {reason}")
+            continue
+        yield split, source if teacher is None else _complete_labels(source, teacher, counts)
 
 
 def _roboflow_photos(git_dir: Path, limit: int | None) -> Iterator[tuple[str, Photo]]:
@@ -441,6 +473,63 @@ def _crops(photo: Photo, rng: np.random.Generator) -> Iterator[tuple[np.ndarray,
             if not kept and (crop == 114).all(axis=2).mean() < 0.3:
                 yield crop, kept
                 break
+
+
+@dataclass
+class HardExamples:
+    """What a trained model got wrong on the training photos (training/mine.py), to train on again.
+
+    Keyed by ``source/name`` of the photo, boxes in the photo's pixels. Every mark the model made
+    on no labelled plate was looked at by eye: ``negatives`` hold no plate (signs, lights,
+    badges); ``plates`` are real plates nobody had boxed, which become labels; ``unsure`` ones
+    (too small or dark to tell) are painted grey like the teacher's unsure plates. ``missed``:
+    labelled plates the model left visible.
+    """
+
+    negatives: dict[str, list[Box]] = field(default_factory=dict)
+    plates: dict[str, list[Box]] = field(default_factory=dict)
+    unsure: dict[str, list[Box]] = field(default_factory=dict)
+    missed: dict[str, list[Box]] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: Path) -> HardExamples:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        plates, unsure = set(data.get("plates", [])), set(data.get("unsure", []))
+        hard = cls()
+        for item in data["negatives"]:
+            kind = hard.plates if item["id"] in plates else hard.unsure if item["id"] in unsure else hard.negatives
+            kind.setdefault(item["photo"], []).append(tuple(item["box"]))
+        for item in data["missed"]:
+            hard.missed.setdefault(item["photo"], []).append(tuple(item["box"]))
+        return hard
+
+    def complete(self, photo: Photo) -> Photo:
+        """``photo`` with the plates found by eye labelled and the unsure marks painted out."""
+        key = f"{photo.source}/{photo.name}"
+        unsure = self.unsure.get(key, [])
+        image = photo.image.copy() if unsure else photo.image
+        for box in unsure:
+            x1, y1, x2, y2 = (round(v) for v in box)
+            image[max(y1, 0) : y2, max(x1, 0) : x2] = 114
+        return Photo(photo.name, photo.source, image, [*photo.boxes, *self.plates.get(key, [])])
+
+
+def _hard_crops(photo: Photo, hard: HardExamples) -> Iterator[tuple[str, int, tuple[np.ndarray, list[Box]]]]:
+    """Windows around what a model got wrong on ``photo``: each false mark once, each missed plate twice.
+
+    Their own random generator, seeded by the photo: a window does not move when the hard
+    examples of other photos change.
+    """
+    key = f"{photo.source}/{photo.name}"
+    rng = np.random.default_rng(zlib.crc32(key.encode()))
+    image = _to_inference_scale(photo.image)
+    scale = image.shape[1] / photo.image.shape[1]
+    boxes = [tuple(v * scale for v in box) for box in photo.boxes]
+    for k, box in enumerate(hard.negatives.get(key, [])):
+        yield "hard_negative", k, _window(image, boxes, rng, around=tuple(v * scale for v in box))
+    for k, box in enumerate(hard.missed.get(key, [])):
+        for repeat in range(2):
+            yield "hard_positive", 2 * k + repeat, _window(image, boxes, rng, around=tuple(v * scale for v in box))
 
 
 def _to_inference_scale(image: np.ndarray) -> np.ndarray:

@@ -10,8 +10,10 @@ import cv2
 import numpy as np
 import pytest
 
+from platemask.detect import Detection
 from tests.support.synthetic import make_car_photo
-from training.build_dataset import CROP, Counts, Photo, _complete_labels, build
+from training.build_dataset import CROP, Counts, HardExamples, Photo, _complete_labels, _hard_crops, build
+from training.mine import false_marks, missed_plates
 
 # Open Images style names, as in the Roboflow export: <id>_jpg.rf.<hash>.jpg
 KEPT, SAME_ID, SAME_PIXELS = "0a1b2c3d4e5f6071", "1122334455667788", "99aabbccddeeff00"
@@ -165,6 +167,83 @@ def test_builder_writes_the_held_back_set_in_the_evaluation_format(built) -> Non
         assert image.shape[:2] == (label["height"], label["width"])
         x1, y1, x2, y2 = label["boxes"][0]
         assert 0 <= x1 < x2 <= label["width"] and 0 <= y1 < y2 <= label["height"]
+
+
+def test_mining_finds_marks_on_no_plate_and_plates_left_visible() -> None:
+    image = np.full((480, 640, 3), 200, np.uint8)
+    image[400:420, 100:150] = 114  # painted out: the teacher was unsure there
+    plates = [(100.0, 100.0, 160.0, 120.0), (300.0, 300.0, 360.0, 320.0)]
+    photo = Photo(name="p", source="roboflow", image=image, boxes=plates)
+    found = [
+        Detection(box=(101.0, 101.0, 159.0, 119.0), conf=0.9),  # the first plate, hidden once padded
+        Detection(box=(300.0, 300.0, 320.0, 320.0), conf=0.6),  # a third of the second: still readable
+        Detection(box=(500.0, 50.0, 560.0, 70.0), conf=0.4),  # a sign
+        Detection(box=(101.0, 401.0, 149.0, 419.0), conf=0.3),  # inside the painted-out region
+    ]
+    assert false_marks(photo, found) == [(500.0, 50.0, 560.0, 70.0)]
+    assert missed_plates(photo, found, padding=0.25) == [plates[1]]
+
+
+def test_a_review_by_eye_labels_plates_paints_out_the_unsure_and_keeps_the_rest_as_negatives(tmp_path: Path) -> None:
+    record = {
+        "plates": ["dashcam/f@20,20,80,40"],
+        "unsure": ["dashcam/f@500,300,560,320"],
+        "negatives": [
+            {"id": "dashcam/f@20,20,80,40", "photo": "dashcam/f", "box": [20.0, 20.0, 80.0, 40.0]},
+            {"id": "dashcam/f@500,300,560,320", "photo": "dashcam/f", "box": [500.0, 300.0, 560.0, 320.0]},
+            {"id": "dashcam/f@200,10,260,30", "photo": "dashcam/f", "box": [200.0, 10.0, 260.0, 30.0]},
+        ],
+        "missed": [{"photo": "roboflow/r", "box": [1.0, 2.0, 3.0, 4.0]}],
+    }
+    (tmp_path / "hard.json").write_text(json.dumps(record), encoding="utf-8")
+    hard = HardExamples.load(tmp_path / "hard.json")
+    assert hard.negatives == {"dashcam/f": [(200.0, 10.0, 260.0, 30.0)]}
+    assert hard.missed == {"roboflow/r": [(1.0, 2.0, 3.0, 4.0)]}
+    image = np.full((480, 640, 3), 200, np.uint8)
+    photo = Photo(name="f", source="dashcam", image=image, boxes=[(100.0, 100.0, 160.0, 120.0)])
+    completed = hard.complete(photo)
+    assert completed.boxes == [(100.0, 100.0, 160.0, 120.0), (20.0, 20.0, 80.0, 40.0)]
+    assert (completed.image[300:320, 500:560] == 114).all() and (completed.image[20:40, 20:80] == 200).all()
+    assert (image == 200).all()  # the source photo is not changed in place
+    other = Photo(name="g", source="dashcam", image=image, boxes=[])
+    assert hard.complete(other).image is image
+
+
+def test_the_builder_trains_on_hard_examples(built, tmp_path: Path) -> None:
+    out, _ = built
+    hard = HardExamples(
+        negatives={"dashcam/ride.mp4#t=1": [(20.0, 20.0, 80.0, 40.0)]}, missed={f"roboflow/{KEPT}": [(1, 2, 3, 4)]}
+    )
+    counts = build(
+        tmp_path / "out",
+        out.parent / "repo" / ".git",
+        synthetic=4,
+        jp_share=1.0,
+        dev_synthetic=3,
+        eval_data=out.parent / "platedata",
+        teacher=_teacher,
+        dashcam_git=out.parent / "voc" / ".git",
+        hard=hard,
+    )
+    assert counts.crops["train/dashcam: hard_negative"] == 1
+    assert counts.crops["train/roboflow: hard_positive"] == 2
+    assert len(list((tmp_path / "out" / "images" / "train").glob("*hard_*.jpg"))) == 3
+
+
+def test_a_hard_window_holds_the_whole_mark_and_labels_the_plates_beside_it() -> None:
+    image = np.full((960, 1280, 3), 90, np.uint8)
+    image[900:940, 1160:1240] = (0, 0, 255)  # the false mark: a red sign in a corner
+    plate = (1000.0, 880.0, 1100.0, 920.0)
+    photo = Photo(name="p", source="dashcam", image=image, boxes=[plate])
+    hard = HardExamples(negatives={"dashcam/p": [(1160.0, 900.0, 1240.0, 940.0)]}, missed={"dashcam/p": [plate]})
+    windows = list(_hard_crops(photo, hard))
+    assert [(kind, k) for kind, k, _ in windows] == [("hard_negative", 0), ("hard_positive", 0), ("hard_positive", 1)]
+    for _, _, (crop, boxes) in windows:
+        assert crop.shape == (CROP, CROP, 3)
+        # At inference scale (long side 640) the plate is 50 × 20 px; every window labels it.
+        assert [tuple(round(b[2] - b[0]) for b in boxes), tuple(round(b[3] - b[1]) for b in boxes)] == [(50,), (20,)]
+    red = (windows[0][2][0] == (0, 0, 255)).all(axis=2).sum()
+    assert red == 40 * 20  # the whole sign (80 × 40 at half scale) is inside its window
 
 
 @pytest.mark.model
