@@ -137,9 +137,8 @@ def build(
         (out / "images" / split).mkdir(parents=True, exist_ok=True)
         (out / "labels" / split).mkdir(parents=True, exist_ok=True)
     photos: list[tuple[str, Photo]] = []
-    for split, photo in real_photos(roboflow_git, dashcam_git, eval_data, teacher, counts, limit):
-        if hard is not None:
-            photo = hard.complete(photo)
+    for split, source in real_photos(roboflow_git, dashcam_git, eval_data, teacher, counts, limit):
+        photo = source if hard is None else hard.complete(source)
         photos.append((split, photo))
         if split == "train" and photo.source == "roboflow" and rng.random() < jp_share:
             photos.append((split, _paste_japanese(photo, rng)))

@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import cv2
@@ -50,22 +50,9 @@ PAINTED = 114  # the grey the builder paints regions out with
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     detector = PlateDetector(DetectOptions(model=args.model, conf=args.conf))
-    counts = Counts()
-    photos = real_photos(args.roboflow_git, args.dashcam_git, args.eval_data, default_teacher(), counts, args.limit)
-    negatives: list[dict] = []
-    missed: list[dict] = []
-    sheets: list[tuple[str, np.ndarray]] = []
-    for split, photo in photos:
-        if split != "train":
-            continue
-        [found] = detector.detect([photo.image])
-        key = f"{photo.source}/{photo.name}"
-        for box in false_marks(photo, found):
-            item = {"id": f"{key}@" + ",".join(str(round(v)) for v in box), "photo": key, "box": _rounded(box)}
-            negatives.append(item)
-            if args.sheets:
-                sheets.append((item["id"], _tile(photo, box)))
-        missed += [{"photo": key, "box": _rounded(box)} for box in missed_plates(photo, found, args.padding)]
+    photos = real_photos(args.roboflow_git, args.dashcam_git, args.eval_data, default_teacher(), Counts(), args.limit)
+    training = (photo for split, photo in photos if split == "train")
+    negatives, missed, tiles = mine(training, detector, args.padding, sheets=args.sheets is not None)
     review = _earlier_review(args.out, {item["id"] for item in negatives})
     record = {
         "model": args.model or "built-in",
@@ -79,10 +66,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     partial.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
     partial.replace(args.out)
     if args.sheets:
-        _write_sheets(args.sheets, sheets)
+        _write_sheets(args.sheets, tiles)
     reviewed = len(review["plates"]) + len(review["unsure"])
-    print(f"{len(negatives)} marks on no labelled plate ({reviewed} reviewed as plates or unsure), {len(missed)} missed")
+    print(f"{len(negatives)} marks on no labelled plate ({reviewed} reviewed already), {len(missed)} plates missed")
     return 0
+
+
+def mine(
+    photos: Iterable[Photo], detector: PlateDetector, padding: float, sheets: bool = False
+) -> tuple[list[dict], list[dict], list[tuple[str, np.ndarray]]]:
+    """The marks on no labelled plate (with ids), the missed plates, and a tile per mark if ``sheets``."""
+    negatives: list[dict] = []
+    missed: list[dict] = []
+    tiles: list[tuple[str, np.ndarray]] = []
+    for photo in photos:
+        [found] = detector.detect([photo.image])  # the whole photo, as production sees it
+        key = f"{photo.source}/{photo.name}"
+        for box in false_marks(photo, found):
+            item = {"id": f"{key}@" + ",".join(str(round(v)) for v in box), "photo": key, "box": _rounded(box)}
+            negatives.append(item)
+            if sheets:
+                tiles.append((item["id"], _tile(photo, box)))
+        missed += [{"photo": key, "box": _rounded(box)} for box in missed_plates(photo, found, padding)]
+    return negatives, missed, tiles
 
 
 def false_marks(photo: Photo, found: Sequence[Detection]) -> list[Box]:

@@ -275,3 +275,32 @@ def test_one_training_epoch_then_resume_from_its_checkpoint(built, tmp_path: Pat
     exported = torch.load(shipped, map_location="cpu", weights_only=False)
     assert exported["optimizer"] is None and exported["model"].names == {0: "plate"}
     assert shipped.stat().st_size < 25e6
+
+
+@pytest.mark.inference
+def test_mining_with_the_built_in_model_reports_an_unboxed_plate_and_keeps_an_earlier_review(tmp_path: Path) -> None:
+    from platemask.config import DetectOptions
+    from platemask.detect import PlateDetector
+    from tests.support.synthetic import render_random_plate
+    from training.mine import _earlier_review, _write_sheets, mine
+
+    car = make_car_photo(seed=5, size=(1280, 960), view="rear")
+    image = car.image.copy()
+    # A second plate, of a car behind, that nobody boxed: what the dash-camera labels left out.
+    plate, _ = render_random_plate(np.random.default_rng(3), width=160)
+    image[60 : 60 + plate.shape[0], 1000:1160] = plate
+    photo = Photo(name="frame", source="dashcam", image=image, boxes=[tuple(map(float, car.plate_box))])
+    detector = PlateDetector(DetectOptions(conf=0.25))
+    negatives, missed, tiles = mine([photo], detector, padding=0.25, sheets=True)
+    assert missed == []  # the labelled plate is hidden
+    [mark] = negatives
+    x1, y1, x2, y2 = mark["box"]
+    assert abs(x1 - 1000) < 8 and abs(y1 - 60) < 8 and abs(x2 - 1160) < 8 and abs(y2 - 60 - plate.shape[0]) < 8
+    assert mark["photo"] == "dashcam/frame" and mark["id"].startswith("dashcam/frame@")
+    # The reviewer called it a real plate; mined again, the review holds for the mark found again only.
+    out = tmp_path / "hard.json"
+    out.write_text(json.dumps({"plates": [mark["id"], "dashcam/gone@1,2,3,4"], "unsure": []}), encoding="utf-8")
+    assert _earlier_review(out, {mark["id"]}) == {"plates": [mark["id"]], "unsure": []}
+    _write_sheets(tmp_path / "sheets", tiles)
+    assert cv2.imread(str(tmp_path / "sheets" / "sheet-000.png")).shape == (4 * 240, 5 * 240, 3)
+    assert json.loads((tmp_path / "sheets" / "index.json").read_text(encoding="utf-8")) == {"0": mark["id"]}
