@@ -495,7 +495,7 @@ class HardExamples:
         data = json.loads(path.read_text(encoding="utf-8"))
         plates, unsure = set(data.get("plates", [])), set(data.get("unsure", []))
         hard = cls()
-        for item in data["negatives"]:
+        for item in data["marks"]:
             kind = hard.plates if item["id"] in plates else hard.unsure if item["id"] in unsure else hard.negatives
             kind.setdefault(item["photo"], []).append(tuple(item["box"]))
         for item in data["missed"]:

@@ -3,7 +3,7 @@
 Runs a model (by default the built-in one, at a threshold below its default) on every real
 training photo, whole, as production sees it, and records in ``training/hard_examples.json``:
 
-- ``negatives``: boxes it marks that overlap no plate label and no painted-out region: shop
+- ``marks``: boxes it marks that overlap no plate label and no painted-out region: shop
   signs, headlights, facades. The labels are incomplete (the dash-camera frames box only some
   of the plates in view), so some of these are real plates nobody boxed: ``--sheets`` draws
   every mark on numbered contact sheets to be looked at by eye, and the ids of real plates go
@@ -11,8 +11,8 @@ training photo, whole, as production sees it, and records in ``training/hard_exa
   ``unsure`` (painted out); the review is kept when the file is mined again;
 - ``missed``: labelled plates its padded masks leave visible.
 
-``make dataset`` (training/build_dataset.py) then adds a window around each kept negative and
-two around each missed plate to the training set.
+``make dataset`` (training/build_dataset.py) then adds a window around each mark that holds no
+plate (a hard negative) and two around each missed plate to the training set.
 
 Run: .venv/bin/python -m training.mine --roboflow-git ... --dashcam-git ... [--sheets /tmp/sheets]
 """
@@ -52,14 +52,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     detector = PlateDetector(DetectOptions(model=args.model, conf=args.conf))
     photos = real_photos(args.roboflow_git, args.dashcam_git, args.eval_data, default_teacher(), Counts(), args.limit)
     training = (photo for split, photo in photos if split == "train")
-    negatives, missed, tiles = mine(training, detector, args.padding, sheets=args.sheets is not None)
-    review = _earlier_review(args.out, {item["id"] for item in negatives})
+    marks, missed, tiles = mine(training, detector, args.padding, sheets=args.sheets is not None)
+    review = _earlier_review(args.out, {item["id"] for item in marks})
     record = {
         "model": args.model or "built-in",
         "conf": args.conf,
         "padding": args.padding,
         **review,
-        "negatives": negatives,
+        "marks": marks,
         "missed": missed,
     }
     partial = args.out.with_name(args.out.name + ".partial")
@@ -68,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.sheets:
         _write_sheets(args.sheets, tiles)
     reviewed = len(review["plates"]) + len(review["unsure"])
-    print(f"{len(negatives)} marks on no labelled plate ({reviewed} reviewed already), {len(missed)} plates missed")
+    print(f"{len(marks)} marks on no labelled plate ({reviewed} reviewed already), {len(missed)} plates missed")
     return 0
 
 
@@ -76,7 +76,7 @@ def mine(
     photos: Iterable[Photo], detector: PlateDetector, padding: float, sheets: bool = False
 ) -> tuple[list[dict], list[dict], list[tuple[str, np.ndarray]]]:
     """The marks on no labelled plate (with ids), the missed plates, and a tile per mark if ``sheets``."""
-    negatives: list[dict] = []
+    marks: list[dict] = []
     missed: list[dict] = []
     tiles: list[tuple[str, np.ndarray]] = []
     for photo in photos:
@@ -84,11 +84,11 @@ def mine(
         key = f"{photo.source}/{photo.name}"
         for box in false_marks(photo, found):
             item = {"id": f"{key}@" + ",".join(str(round(v)) for v in box), "photo": key, "box": _rounded(box)}
-            negatives.append(item)
+            marks.append(item)
             if sheets:
                 tiles.append((item["id"], _tile(photo, box)))
         missed += [{"photo": key, "box": _rounded(box)} for box in missed_plates(photo, found, padding)]
-    return negatives, missed, tiles
+    return marks, missed, tiles
 
 
 def false_marks(photo: Photo, found: Sequence[Detection]) -> list[Box]:

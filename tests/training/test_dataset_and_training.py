@@ -188,7 +188,7 @@ def test_a_review_by_eye_labels_plates_paints_out_the_unsure_and_keeps_the_rest_
     record = {
         "plates": ["dashcam/f@20,20,80,40"],
         "unsure": ["dashcam/f@500,300,560,320"],
-        "negatives": [
+        "marks": [
             {"id": "dashcam/f@20,20,80,40", "photo": "dashcam/f", "box": [20.0, 20.0, 80.0, 40.0]},
             {"id": "dashcam/f@500,300,560,320", "photo": "dashcam/f", "box": [500.0, 300.0, 560.0, 320.0]},
             {"id": "dashcam/f@200,10,260,30", "photo": "dashcam/f", "box": [200.0, 10.0, 260.0, 30.0]},
@@ -291,9 +291,9 @@ def test_mining_with_the_built_in_model_reports_an_unboxed_plate_and_keeps_an_ea
     image[60 : 60 + plate.shape[0], 1000:1160] = plate
     photo = Photo(name="frame", source="dashcam", image=image, boxes=[tuple(map(float, car.plate_box))])
     detector = PlateDetector(DetectOptions(conf=0.25))
-    negatives, missed, tiles = mine([photo], detector, padding=0.25, sheets=True)
+    marks, missed, tiles = mine([photo], detector, padding=0.25, sheets=True)
     assert missed == []  # the labelled plate is hidden
-    [mark] = negatives
+    [mark] = marks
     x1, y1, x2, y2 = mark["box"]
     assert abs(x1 - 1000) < 8 and abs(y1 - 60) < 8 and abs(x2 - 1160) < 8 and abs(y2 - 60 - plate.shape[0]) < 8
     assert mark["photo"] == "dashcam/frame" and mark["id"].startswith("dashcam/frame@")
