@@ -70,7 +70,7 @@ def recover(onnx_path: Path, calibration: Iterable[np.ndarray] = ()) -> object:
     return model
 
 
-def save_checkpoint(model: object, out: Path, source: str) -> Path:
+def save_checkpoint(model: object, out: Path, source: str, made_by: str = "training/recover.py") -> Path:
     """Save ``model`` as an ultralytics checkpoint (fp16, as ultralytics itself saves) that YOLO() and training load."""
     import copy
     from datetime import UTC, datetime
@@ -91,7 +91,7 @@ def save_checkpoint(model: object, out: Path, source: str) -> Path:
         "date": datetime.now(UTC).isoformat(),
         "version": ultralytics.__version__,
         "license": "AGPL-3.0 https://ultralytics.com/license",
-        "docs": f"recovered from {source} by training/recover.py",
+        "docs": f"made from {source} by {made_by}",
     }
     partial = out.with_name(out.name + ".partial")
     torch.save(checkpoint, partial)
