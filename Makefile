@@ -75,13 +75,15 @@ evaluate: install
 	$(BIN)/python scripts/evaluate.py --second-look off review mask $(if $(DATA),$(DATA))
 
 # The plate model's training set and fine-tuning (training/). The Roboflow export is read from a
-# git directories cloned beforehand (README: "Training the plate model"); EPOCHS resumes a stopped run.
+# git directories cloned beforehand (README: "Training the plate model"); EPOCHS resumes a stopped run;
+# on a GPU, make dataset FULL_FRAMES=1, then make train DEVICE=0 IMGSZ=640 trains on whole photos.
 ROBOFLOW_GIT ?= /work/.mirror/komsait+License-Plate-Detector/repo
 DASHCAM_GIT ?= /work/.mirror/RobertLucian+license-plate-dataset/repo
 EPOCHS ?= 5
 dataset: install
 	$(BIN)/python -m training.recover
-	$(BIN)/python -m training.build_dataset --roboflow-git "$(ROBOFLOW_GIT)" --dashcam-git "$(DASHCAM_GIT)"
+	$(BIN)/python -m training.build_dataset --roboflow-git "$(ROBOFLOW_GIT)" --dashcam-git "$(DASHCAM_GIT)" \
+		$(if $(FULL_FRAMES),--full-frames)
 
 # What the built-in model gets wrong on its own training photos (training/hard_examples.json),
 # with numbered contact sheets of its marks to look at by eye (SHEETS=folder); make dataset uses it.
@@ -90,7 +92,7 @@ mine: install
 		$(if $(SHEETS),--sheets "$(SHEETS)")
 
 train: install
-	$(BIN)/python -m training.train --epochs $(EPOCHS) $(if $(DEVICE),--device $(DEVICE))
+	$(BIN)/python -m training.train --epochs $(EPOCHS) $(if $(DEVICE),--device $(DEVICE)) $(if $(IMGSZ),--imgsz $(IMGSZ))
 
 # A faster student (YOLOv8n-seg): the built-in model cut to half its width by training/student.py,
 # then every layer fine-tuned on the same training set (EPOCHS; resumes a stopped run like train).
@@ -100,7 +102,7 @@ $(STUDENT): include/platemask/models/plates.pt training/student.py | install
 
 student: install $(STUDENT)
 	$(BIN)/python -m training.train --name student --weights $(STUDENT) --freeze 0 --lr0 0.002 \
-		--epochs $(EPOCHS) $(if $(DEVICE),--device $(DEVICE))
+		--epochs $(EPOCHS) $(if $(DEVICE),--device $(DEVICE)) $(if $(IMGSZ),--imgsz $(IMGSZ))
 
 # The shipped INT8 model (include/platemask/models/plates-int8) from the shipped weights,
 # calibrated on training photos of the same two repositories.

@@ -26,7 +26,9 @@ Training images are *crops at inference scale*: each photo is resized the way th
 it (long side 640), then cut into 320² windows, one holding each plate whole and one at random,
 so that a CPU epoch costs a quarter of a full frame while plates keep the size the model meets
 in production (close-ups are shrunk until the plate fits). Plates a window cuts are painted
-grey rather than labelled as slivers.
+grey rather than labelled as slivers. With ``--full-frames`` (for a GPU: ``train.py --imgsz 640``)
+each photo is written whole at inference scale instead, so the model sees the context around
+every plate and every hard example.
 
 Run: .venv/bin/python -m training.build_dataset --roboflow-git /work/.mirror/komsait+License-Plate-Detector/repo
 """
@@ -111,6 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         dashcam_git=args.dashcam_git,
         teacher=None if args.no_teacher else default_teacher(),
         hard=HardExamples.load(args.hard_examples) if args.hard_examples else None,
+        full_frames=args.full_frames,
     )
     print(json.dumps(counts.__dict__, indent=2, sort_keys=True))
     return 0
@@ -127,8 +130,9 @@ def build(
     teacher: Teacher | None = None,
     dashcam_git: Path | None = None,
     hard: HardExamples | None = None,
+    full_frames: bool = False,
 ) -> Counts:
-    """Write the training set under ``out`` and return what it holds."""
+    """Write the training set under ``out`` and return what it holds (CROP² windows, or whole photos)."""
     rng = np.random.default_rng(20261201)
     counts = Counts()
     for folder in ("images", "labels", "dev_synthetic_jp"):
@@ -147,17 +151,19 @@ def build(
     for split, photo in photos:
         counts.add(counts.photos, photo.source)
         counts.add(counts.plates, photo.source, len(photo.boxes))
-        for k, (crop, boxes) in enumerate(_crops(photo, rng)):
+        samples = [_frame(photo)] if full_frames else _crops(photo, rng)
+        for k, (crop, boxes) in enumerate(samples):
             _write_sample(out, split, f"{photo.source}-{photo.name}-{k}", crop, boxes)
             counts.add(counts.crops, f"{split}/{photo.source}")
-        if split == "train" and hard is not None:
+        # A whole frame already holds its hard examples: unlabelled marks, labelled missed plates.
+        if split == "train" and hard is not None and not full_frames:
             for kind, k, (crop, boxes) in _hard_crops(photo, hard):
                 _write_sample(out, split, f"{photo.source}-{photo.name}-{kind}-{k}", crop, boxes)
                 counts.add(counts.crops, f"{split}/{photo.source}: {kind}")
     # Hard negatives: photos with no plate at all (interiors, wheels, empty lots).
     for i in range(max(synthetic // 10, 1) if synthetic else 0):
         scene = _to_inference_scale(make_scene(seed=300_000 + i, size=_random_size(rng)))
-        crop, _ = _window(scene, [], rng)
+        crop = scene if full_frames else _window(scene, [], rng)[0]
         _write_sample(out, "train", f"negative-{i}", crop, [])
         counts.add(counts.crops, "train/negative")
     _write_dev_set(out / "dev_synthetic_jp", dev_synthetic)
@@ -189,6 +195,9 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         default=HARD_EXAMPLES if HARD_EXAMPLES.is_file() else None,
         help="what a model got wrong on the training photos (training/mine.py), trained on again",
+    )
+    parser.add_argument(
+        "--full-frames", action="store_true", help="whole photos at inference scale instead of 320² windows (a GPU)"
     )
     return parser
 
@@ -447,11 +456,16 @@ def _popcount(values: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------------------------------
 
 
-def _crops(photo: Photo, rng: np.random.Generator) -> Iterator[tuple[np.ndarray, list[Box]]]:
-    """CROP² windows of the photo at inference scale: one around each plate, and one at random."""
+def _frame(photo: Photo) -> tuple[np.ndarray, list[Box]]:
+    """The whole photo at inference scale, and its plates."""
     image = _to_inference_scale(photo.image)
     scale = image.shape[1] / photo.image.shape[1]
-    boxes = [tuple(v * scale for v in box) for box in photo.boxes]
+    return image, [tuple(v * scale for v in box) for box in photo.boxes]
+
+
+def _crops(photo: Photo, rng: np.random.Generator) -> Iterator[tuple[np.ndarray, list[Box]]]:
+    """CROP² windows of the photo at inference scale: one around each plate, and one at random."""
+    image, boxes = _frame(photo)
     for box in boxes:
         width, height = box[2] - box[0], box[3] - box[1]
         shrink = min(1.0, 0.8 * CROP / max(width, height, 1.0))
@@ -521,9 +535,8 @@ def _hard_crops(photo: Photo, hard: HardExamples) -> Iterator[tuple[str, int, tu
     """
     key = f"{photo.source}/{photo.name}"
     rng = np.random.default_rng(zlib.crc32(key.encode()))
-    image = _to_inference_scale(photo.image)
+    image, boxes = _frame(photo)
     scale = image.shape[1] / photo.image.shape[1]
-    boxes = [tuple(v * scale for v in box) for box in photo.boxes]
     for k, box in enumerate(hard.negatives.get(key, [])):
         yield "hard_negative", k, _window(image, boxes, rng, around=tuple(v * scale for v in box))
     for k, box in enumerate(hard.missed.get(key, [])):

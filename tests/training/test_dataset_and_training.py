@@ -12,7 +12,16 @@ import pytest
 
 from platemask.detect import Detection
 from tests.support.synthetic import make_car_photo
-from training.build_dataset import CROP, Counts, HardExamples, Photo, _complete_labels, _hard_crops, build
+from training.build_dataset import (
+    CROP,
+    INFERENCE_SIDE,
+    Counts,
+    HardExamples,
+    Photo,
+    _complete_labels,
+    _hard_crops,
+    build,
+)
 from training.mine import false_marks, missed_plates
 
 # Open Images style names, as in the Roboflow export: <id>_jpg.rf.<hash>.jpg
@@ -228,6 +237,31 @@ def test_the_builder_trains_on_hard_examples(built, tmp_path: Path) -> None:
     assert counts.crops["train/dashcam: hard_negative"] == 1
     assert counts.crops["train/roboflow: hard_positive"] == 2
     assert len(list((tmp_path / "out" / "images" / "train").glob("*hard_*.jpg"))) == 3
+
+
+def test_full_frames_write_each_photo_whole_at_inference_scale_with_every_plate(built, tmp_path: Path) -> None:
+    out, _ = built
+    hard = HardExamples(plates={"dashcam/ride.mp4#t=1": [(30.0, 30.0, 90.0, 50.0)]})
+    counts = build(
+        tmp_path / "frames",
+        out.parent / "repo" / ".git",
+        synthetic=4,
+        jp_share=1.0,
+        dev_synthetic=3,
+        eval_data=out.parent / "platedata",
+        teacher=_teacher,
+        dashcam_git=out.parent / "voc" / ".git",
+        hard=hard,
+        full_frames=True,
+    )
+    # One sample per photo (no windows, no hard windows: a frame holds its hard examples).
+    assert counts.crops["train/dashcam"] == 1 and counts.crops["train/synthetic"] + counts.crops["val/synthetic"] == 4
+    assert not any("hard" in key for key in counts.crops)
+    [frame] = (tmp_path / "frames" / "images" / "train").glob("*dashcam*.jpg")
+    image = cv2.imread(str(frame))
+    assert max(image.shape[:2]) == INFERENCE_SIDE and (image != 114).any(axis=2).mean() > 0.99  # whole, unpadded
+    lines = (tmp_path / "frames" / "labels" / "train" / f"{frame.stem}.txt").read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 1 + 1 + 1  # its box, the teacher's plate, the plate found by eye
 
 
 def test_a_hard_window_holds_the_whole_mark_and_labels_the_plates_beside_it() -> None:
