@@ -98,20 +98,26 @@ def _teacher(image: np.ndarray) -> list[tuple[tuple[float, float, float, float],
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
     root = tmp_path_factory.mktemp("dataset")
-    git_dir, images = _export_repo(root)
+    _, images = _export_repo(root)
+    _eval_set(root, images)
+    _voc_repo(root)
     out = root / "out"
-    eval_data = _eval_set(root, images)
-    counts = build(
+    return out, _build(root, out)
+
+
+def _build(root: Path, out: Path, **options: object) -> Counts:
+    """The builder on the fixture's repositories and evaluation set under ``root``."""
+    return build(
         out,
-        git_dir,
+        root / "repo" / ".git",
         synthetic=4,
         jp_share=1.0,
         dev_synthetic=3,
-        eval_data=eval_data,
+        eval_data=root / "platedata",
         teacher=_teacher,
-        dashcam_git=_voc_repo(root),
+        dashcam_git=root / "voc" / ".git",
+        **options,
     )
-    return out, counts
 
 
 def test_the_teacher_labels_plates_the_boxes_missed_and_paints_out_what_it_is_unsure_of() -> None:
@@ -223,17 +229,7 @@ def test_the_builder_trains_on_hard_examples(built, tmp_path: Path) -> None:
     hard = HardExamples(
         negatives={"dashcam/ride.mp4#t=1": [(20.0, 20.0, 80.0, 40.0)]}, missed={f"roboflow/{KEPT}": [(1, 2, 3, 4)]}
     )
-    counts = build(
-        tmp_path / "out",
-        out.parent / "repo" / ".git",
-        synthetic=4,
-        jp_share=1.0,
-        dev_synthetic=3,
-        eval_data=out.parent / "platedata",
-        teacher=_teacher,
-        dashcam_git=out.parent / "voc" / ".git",
-        hard=hard,
-    )
+    counts = _build(out.parent, tmp_path / "out", hard=hard)
     assert counts.crops["train/dashcam: hard_negative"] == 1
     assert counts.crops["train/roboflow: hard_positive"] == 2
     assert len(list((tmp_path / "out" / "images" / "train").glob("*hard_*.jpg"))) == 3
@@ -242,18 +238,7 @@ def test_the_builder_trains_on_hard_examples(built, tmp_path: Path) -> None:
 def test_full_frames_write_each_photo_whole_at_inference_scale_with_every_plate(built, tmp_path: Path) -> None:
     out, _ = built
     hard = HardExamples(plates={"dashcam/ride.mp4#t=1": [(30.0, 30.0, 90.0, 50.0)]})
-    counts = build(
-        tmp_path / "frames",
-        out.parent / "repo" / ".git",
-        synthetic=4,
-        jp_share=1.0,
-        dev_synthetic=3,
-        eval_data=out.parent / "platedata",
-        teacher=_teacher,
-        dashcam_git=out.parent / "voc" / ".git",
-        hard=hard,
-        full_frames=True,
-    )
+    counts = _build(out.parent, tmp_path / "frames", hard=hard, full_frames=True)
     # One sample per photo (no windows, no hard windows: a frame holds its hard examples).
     assert counts.crops["train/dashcam"] == 1 and counts.crops["train/synthetic"] + counts.crops["val/synthetic"] == 4
     assert not any("hard" in key for key in counts.crops)
