@@ -49,6 +49,8 @@ def test_a_cut_that_keeps_every_channel_shuffled_computes_what_the_teacher_compu
 def test_the_student_is_yolov8n_seg_holding_the_strongest_channels(teacher, tmp_path: Path) -> None:
     import torch
     from ultralytics import YOLO
+    from ultralytics.nn.tasks import SegmentationModel
+    from ultralytics.utils.torch_utils import intersect_dicts
 
     out = tmp_path / "student.pt"
     assert student_main(["--out", str(out)]) == 0
@@ -59,6 +61,8 @@ def test_the_student_is_yolov8n_seg_holding_the_strongest_channels(teacher, tmp_
     assert torch.equal(student.model[0].conv.weight, teacher.model[0].conv.weight[strongest].half().float())
     # The box branch keeps all 64 of its channels, reading the half of P3 the neck kept.
     assert student.model[22].cv2[0][0].conv.weight.shape == (64, 64, 3, 3)
-    # ultralytics loads and runs it like any checkpoint (then training/train.py fine-tunes it).
-    results = YOLO(str(out)).predict(make_car_photo(seed=3).image, imgsz=320, verbose=False)
-    assert results[0].boxes is not None
+    # Training rebuilds the network from the checkpoint's yaml and keeps only the weights whose
+    # shapes match: every one of the cut's must, or training would start from noise there.
+    rebuilt = YOLO(str(out)).model.yaml
+    fresh = SegmentationModel(rebuilt, nc=1, verbose=False).state_dict()
+    assert len(intersect_dicts(student.state_dict(), fresh)) == len(fresh)
