@@ -70,9 +70,10 @@ bench: install
 bench-scale: install
 	$(BIN)/python scripts/bench_scale.py $(if $(CARS),--cars $(CARS))
 
-# Plates hidden on labelled photos, the model alone and with each second-look mode, side by side.
+# Both sides of masking on labelled photos (plates hidden; photos touched and defaced by extra masks),
+# the model alone and with each second-look mode, side by side; the worst photos on contact sheets.
 evaluate: install
-	$(BIN)/python scripts/evaluate.py --second-look off review mask $(if $(DATA),$(DATA))
+	$(BIN)/python scripts/evaluate.py --second-look off review mask --sheet build/evaluation/worst.png $(if $(DATA),$(DATA))
 
 # The plate model's training set and fine-tuning (training/). The Roboflow export is read from a
 # git directories cloned beforehand (README: "Training the plate model"); EPOCHS resumes a stopped run;

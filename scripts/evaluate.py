@@ -1,19 +1,27 @@
-"""Measure how well plates get hidden on labelled photo sets (a benchmark that prints figures, not a test).
+"""Measure both sides of masking on labelled photo sets (a benchmark that prints figures, not a test).
 
-Each set is a folder with a ``gt.jsonl`` (see shared/platedata/README.md). Photos go through the real
-pipeline pieces (decode, :class:`PlateDetector`, padded boxes); a plate counts as hidden when at least
-90 % of its labelled box lies under the mask the ``fill`` style draws. Several ``--conf``,
-``--padding``, ``--flip``, ``--second-look`` or ``--model`` values print one row each, side by
-side in one run; paddings share the model's pass (the second look, which depends on what the
-masks leave visible, runs once per padding). Recall is also given for plates at least 16 px wide
-and per plate-width bucket (labelled box width in photo pixels), with each bucket's plate count.
-ms/photo is the model time: ``PlateDetector.detect`` and the second look (``--second-look``), not
-decoding or masking.
-The default sets are shared/platedata's two and, once training/build_dataset.py has written it,
-the held-back synthetic Japanese set.
+Each set is a folder with a ``gt.jsonl`` (see shared/platedata/README.md). Photos go through what
+the car task runs: decode, then :func:`platemask.masking.find_masks`; what is masked is
+:func:`platemask.render.mask_area`, the pixels every style paints. Both sides are read from those pixels:
+
+- **plates hidden**: a labelled plate is hidden when at least 90 % of its box is masked; recall
+  overall, for plates at least 16 px wide, and per plate-width bucket (with each bucket's count);
+- **extra masks**: masked pixels outside every labelled plate box grown by half its size on each
+  side (room for a padded plate mask). Per photo, as a share of the photo: *touched* photos have
+  at least 0.1 % of extra mask, *defaced* ones at least 2 %; the mean and the largest share.
+  ``extra/photo`` counts masks that lie mostly outside every grown plate box (some are real,
+  unlabelled plates).
+
+``ms/photo`` is the model time: ``find_masks`` (the model and the second look), not decoding.
+The default sets are shared/platedata's two and the car-centred sets of
+``scripts/evaluation_sets.py`` (held-back synthetic Japanese cars, close-ups, plate-free crops,
+scenes with no plate), built on first use. Several ``--conf``, ``--padding``, ``--flip``,
+``--second-look`` or ``--model`` values print one row each, side by side in one run.
+``--sheet`` draws the worst photos of each setting on a contact sheet, to look at by eye;
+``--breakdown`` splits the extra masks by source, confidence, size and shape.
 
 Run: .venv/bin/python scripts/evaluate.py [DATA_DIR ...] [--conf 0.10] [--padding 0.10] [--flip on off]
-     [--second-look mask review off] [--model built-in PATH ...] [--limit N]
+     [--second-look mask review off] [--model built-in PATH ...] [--limit N] [--sheet PNG] [--breakdown]
 """
 
 from __future__ import annotations
@@ -22,21 +30,46 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 
-from platemask.config import SECOND_LOOK_MODES, DetectOptions, Limits, RenderOptions, SecondLookOptions
-from platemask.detect import Detection, PlateDetector
-from platemask.images import decode_any
-from platemask.second_look import SecondLook
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO / "include"), str(REPO)]
 
-DATA = Path(__file__).parents[2] / "shared" / "platedata"
+from platemask.config import SECOND_LOOK_MODES, DetectOptions, Limits, RenderOptions, SecondLookOptions  # noqa: E402
+from platemask.detect import Detection, PlateDetector  # noqa: E402
+from platemask.images import decode_any  # noqa: E402
+from platemask.masking import find_masks  # noqa: E402
+from platemask.render import mask_area  # noqa: E402
+from platemask.second_look import SecondLook  # noqa: E402
+from scripts import evaluation_sets  # noqa: E402
+
+DATA = REPO.parent / "shared" / "platedata"
 DEFAULT_SETS = ("openalpr_br", "roboflow_openimages_f8vsn")
 HIDDEN = 0.90  # share of a plate's box the mask must cover (shared/platedata/README.md)
+ROOM = 0.5  # a labelled box grows by this share of its size on each side before extra mask counts
+TOUCHED = 0.001  # of the photo: extra mask a person would notice
+DEFACED = 0.02  # of the photo: extra mask that spoils it
 BUCKETS = {"<16": (0, 16), "16-32": (16, 32), "32-64": (32, 64), "64-128": (64, 128), ">128": (128, 1e9)}
+WORST = 20  # photos on a contact sheet
+Box = tuple[int, int, int, int]
+
+
+@dataclass
+class Photo:
+    """One scored photo, kept for the contact sheet and the breakdown."""
+
+    path: Path
+    set: str
+    extra: float  # share of the photo masked outside the grown plate boxes
+    boxes: list[Box]
+    plates: list[Detection]
+    stray: list[tuple[Detection, float]]  # masks mostly outside every grown plate, with the extra share each adds
 
 
 @dataclass
@@ -46,7 +79,8 @@ class Score:
     photos: int = 0
     coverages: list[float] = field(default_factory=list)
     widths: list[float] = field(default_factory=list)
-    extra: int = 0
+    extras: list[float] = field(default_factory=list)  # per photo
+    stray: int = 0
     seconds: float = 0.0
 
     def add(self, other: Score) -> None:
@@ -54,25 +88,47 @@ class Score:
         self.photos += other.photos
         self.coverages += other.coverages
         self.widths += other.widths
-        self.extra += other.extra
+        self.extras += other.extras
+        self.stray += other.stray
         self.seconds += other.seconds
 
     def row(self) -> list[str]:
-        """Table cells: photos, plates, recall, recall on plates >= 16 px, per width bucket, extra/photo, ms/photo."""
-        cov, widths = np.asarray(self.coverages), np.asarray(self.widths)
+        """Table cells in HEADER order."""
+        cov, widths, extras = np.asarray(self.coverages), np.asarray(self.widths), np.asarray(self.extras)
         hidden = cov >= HIDDEN
         buckets = [_share(hidden[(widths >= lo) & (widths < hi)]) for lo, hi in BUCKETS.values()]
-        per_photo = self.seconds / self.photos * 1000 if self.photos else float("nan")
-        extra = self.extra / self.photos if self.photos else float("nan")
+        photos = max(self.photos, 1)
         return [
             str(self.photos),
             str(len(cov)),
             _share(hidden),
             _share(hidden[widths >= 16]),
             *buckets,
-            f"{extra:.3f}",
-            f"{per_photo:.0f}",
+            f"{(extras >= TOUCHED).mean():.1%}" if len(extras) else "-",
+            f"{(extras >= DEFACED).mean():.1%}" if len(extras) else "-",
+            f"{extras.mean():.2%}" if len(extras) else "-",
+            f"{extras.max():.1%}" if len(extras) else "-",
+            f"{self.stray / photos:.3f}",
+            f"{self.seconds / photos * 1000:.0f}",
         ]
+
+
+SETTING = ["model", "flip", "second look", "weak", "conf", "pad"]
+HEADER = [
+    "set",
+    *SETTING,
+    "photos",
+    "plates",
+    "recall",
+    "recall>=16",
+    *BUCKETS,
+    "touched",
+    "defaced",
+    "extra mean",
+    "extra max",
+    "extra/photo",
+    "ms/photo",
+]
 
 
 def _share(hidden: np.ndarray) -> str:
@@ -83,52 +139,63 @@ def _share(hidden: np.ndarray) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse arguments, score every set under every model and setting, print one table."""
     args = _parser().parse_args(argv)
-    sets = [Path(d) for d in args.data] or [DATA / name for name in DEFAULT_SETS] + _dev_sets()
+    sets = [Path(d) for d in args.data] or [DATA / name for name in DEFAULT_SETS] + _car_sets()
     for folder in sets:
         if not (folder / "gt.jsonl").is_file():
             print(f"no gt.jsonl in {folder}", file=sys.stderr)
             return 2
-    header = [
-        "set",
-        "model",
-        "flip",
-        "second look",
-        "conf",
-        "pad",
-        "photos",
-        "plates",
-        "recall",
-        "recall>=16",
-        *BUCKETS,
-    ]
-    header += ["extra/photo", "ms/photo"]
     rows: list[list[str]] = []
     models = [_model_path(name) for name in args.model or ["built-in"]]
-    settings = [(m, f, c, s) for m in models for f in args.flip for c in args.conf for s in args.second_look]
-    for model, flip, conf, mode in settings:
-        detector = PlateDetector(_detect_options(model, conf, flip == "on"))
+    settings = [
+        (m, f, c, s, w, p)
+        for m in models
+        for f in args.flip
+        for c in args.conf
+        for s in args.second_look
+        for w in (args.weak_plate_conf if s != "off" else args.weak_plate_conf[:1])
+        for p in args.padding
+    ]
+    for number, (model, flip, conf, mode, weak, padding) in enumerate(settings, 1):
+        detector = PlateDetector(DetectOptions(model=model, conf=conf, flip=flip == "on"))
         detector.load_async().result()  # load time is not per-photo time
-        second_look = SecondLook(SecondLookOptions(mode=mode))
+        second_look = SecondLook(SecondLookOptions(mode=mode, weak_plate_conf=weak))
         if second_look.enabled:
             second_look.load_async().result()
-        setting = [_model_name(model), flip, mode, f"{conf:.2f}"]
-        totals = {padding: Score() for padding in args.padding}
+        # Weak plates are candidates only below conf: a weak threshold at or above it turns them off.
+        weak_cell = f"{weak:.2f}" if mode != "off" and weak < conf else "-"
+        setting = [_model_name(model), flip, mode, weak_cell, f"{conf:.2f}", f"{padding:.2f}"]
+        total, photos = Score(), []
         for folder in sets:
-            scores = _score_set(folder, detector, second_look, args.padding, args.limit)
-            for padding, score in scores.items():
-                rows.append([folder.name, *setting, f"{padding:.2f}", *score.row()])
-                totals[padding].add(score)
+            score = Score()
+            for photo, seconds, coverages, widths in _score_set(folder, detector, second_look, padding, args.limit):
+                score.photos += 1
+                score.coverages += coverages
+                score.widths += widths
+                score.extras.append(photo.extra)
+                score.stray += len(photo.stray)
+                score.seconds += seconds
+                photos.append(photo)
+            rows.append([folder.name, *setting, *score.row()])
+            total.add(score)
             print(f"done {folder.name} {setting}", file=sys.stderr)
         if len(sets) > 1:
-            rows += [["all", *setting, f"{p:.2f}", *s.row()] for p, s in totals.items()]
-    _print_table(header, rows)
+            rows.append(["all", *setting, *total.row()])
+        if args.breakdown:
+            _print_breakdown(setting, photos)
+        if args.sheet:
+            sheet = args.sheet if len(settings) == 1 else args.sheet.with_stem(f"{args.sheet.stem}-{number}")
+            _write_sheet(sheet, setting, photos, padding)
+    _print_table(HEADER, rows)
     return 0
 
 
-def _dev_sets() -> list[Path]:
-    """The held-back synthetic Japanese set, when training/build_dataset.py has written it."""
-    folder = Path(__file__).parents[1] / "training" / "data" / "dev_synthetic_jp"
-    return [folder] if (folder / "gt.jsonl").is_file() else []
+def _car_sets() -> list[Path]:
+    """The car-centred sets (scripts/evaluation_sets.py), built on first use."""
+    folders = [evaluation_sets.OUT / name for name in evaluation_sets.SET_NAMES]
+    if not all((folder / "gt.jsonl").is_file() for folder in folders):
+        print(f"building the car-centred sets in {evaluation_sets.OUT}", file=sys.stderr)
+        folders = evaluation_sets.build()
+    return folders
 
 
 def _model_name(model: str | None) -> str:
@@ -141,7 +208,9 @@ def _model_path(name: str) -> str | None:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("data", nargs="*", help=f"folders with gt.jsonl (default: {', '.join(DEFAULT_SETS)} in {DATA})")
+    parser.add_argument(
+        "data", nargs="*", help=f"folders with gt.jsonl (default: {', '.join(DEFAULT_SETS)} and the car-centred sets)"
+    )
     parser.add_argument("--conf", type=float, nargs="+", default=[DetectOptions.conf], help="confidence threshold(s)")
     parser.add_argument(
         "--padding", type=float, nargs="+", default=[RenderOptions.padding], help="mask padding(s), fraction of box"
@@ -160,68 +229,126 @@ def _parser() -> argparse.ArgumentParser:
         default=[SecondLookOptions.mode],
         help="PLATEMASK_SECOND_LOOK mode(s): the text detector and closer look after the model",
     )
+    parser.add_argument(
+        "--weak-plate-conf",
+        type=float,
+        nargs="+",
+        default=[SecondLookOptions.weak_plate_conf],
+        help="the second look's weak-plate threshold(s): detections from it up to --conf get a closer look",
+    )
     parser.add_argument("--model", nargs="+", help="model path(s), side by side (default: the built-in model)")
     parser.add_argument("--limit", type=int, help="only the first N photos of each set")
+    parser.add_argument("--sheet", type=Path, help=f"contact sheet of the {WORST} worst photos (PNG; one per setting)")
+    parser.add_argument("--breakdown", action="store_true", help="extra masks by source, confidence, size and shape")
     return parser
 
 
-def _detect_options(model: str | None, conf: float, flip: bool) -> DetectOptions:
-    return DetectOptions(model=model, conf=conf, flip=flip)
-
-
 def _score_set(
-    folder: Path, detector: PlateDetector, second_look: SecondLook, paddings: Sequence[float], limit: int | None
-) -> dict[float, Score]:
+    folder: Path, detector: PlateDetector, second_look: SecondLook, padding: float, limit: int | None
+) -> Iterator[tuple[Photo, float, list[float], list[float]]]:
+    """Each photo of the set: what was masked, the model time, each plate's coverage and width."""
     lines = (folder / "gt.jsonl").read_text(encoding="utf-8").splitlines()
     labels = [json.loads(line) for line in lines if line.strip()][:limit]
-    scores = {padding: Score() for padding in paddings}
     limits = Limits()
     for label in labels:
-        image = decode_any((folder / label["image"]).read_bytes(), limits)
+        path = folder / label["image"]
+        image = decode_any(path.read_bytes(), limits)
         height, width = image.shape[:2]
         boxes = [_pixel_box(box, width, height) for box in label["boxes"]]
         started = time.perf_counter()
-        [found] = detector.detect([image])  # one model pass, shared by every padding
-        model_seconds = time.perf_counter() - started
-        for padding, score in scores.items():
-            started = time.perf_counter()
-            # The second look depends on the padding (what the masks leave visible): once per padding.
-            detections = [*found, *second_look.look(image, found, detector, padding).masks]
-            seconds = model_seconds + time.perf_counter() - started
-            coverages, extra = _coverage(detections, boxes, padding, width, height)
-            score.photos += 1
-            score.coverages += coverages
-            score.widths += [x2 - x1 for x1, _, x2, _ in boxes]
-            score.extra += extra
-            score.seconds += seconds
-    return scores
+        plates = find_masks(image, detector, second_look, padding=padding).plates
+        seconds = time.perf_counter() - started
+        masked = mask_area(plates, width, height, padding)
+        room = _room(boxes, width, height)
+        coverages = [float(masked[y1:y2, x1:x2].mean()) for x1, y1, x2, y2 in boxes]
+        extra = float((masked & ~room).mean())
+        stray = []
+        for plate in plates:
+            alone = mask_area([plate], width, height, padding)
+            outside = alone & ~room
+            if outside.sum() > 0.5 * alone.sum():
+                stray.append((plate, float(outside.mean())))
+        photo = Photo(path, folder.name, extra, boxes, plates, stray)
+        yield photo, seconds, coverages, [float(x2 - x1) for x1, _, x2, _ in boxes]
 
 
-def _pixel_box(box: Sequence[float], width: int, height: int) -> tuple[int, int, int, int]:
+def _room(boxes: Sequence[Box], width: int, height: int) -> np.ndarray:
+    """Where a mask may be without counting as extra: each labelled box grown by ROOM of its size per side."""
+    room = np.zeros((height, width), bool)
+    for x1, y1, x2, y2 in boxes:
+        dx, dy = (x2 - x1) * ROOM, (y2 - y1) * ROOM
+        room[max(0, int(y1 - dy)) : int(np.ceil(y2 + dy)), max(0, int(x1 - dx)) : int(np.ceil(x2 + dx))] = True
+    return room
+
+
+def _pixel_box(box: Sequence[float], width: int, height: int) -> Box:
     """A labelled box as whole pixels, at least one pixel in size, inside the photo."""
     x1, y1 = min(max(0, round(box[0])), width - 1), min(max(0, round(box[1])), height - 1)
     x2, y2 = min(max(x1 + 1, round(box[2])), width), min(max(y1 + 1, round(box[3])), height)
     return x1, y1, x2, y2
 
 
-def _coverage(
-    detections: Sequence[Detection], boxes: Sequence[tuple[int, int, int, int]], padding: float, width: int, height: int
-) -> tuple[list[float], int]:
-    """Covered share of each labelled box, and how many masks touch no labelled box."""
-    # The union of padded rectangles is exactly what render.mask_plates paints in the fill style.
-    mask = np.zeros((height, width), bool)
-    rects = [detection.padded(padding, width, height) for detection in detections]
-    for x1, y1, x2, y2 in rects:
-        mask[y1:y2, x1:x2] = True
-    coverages = [float(mask[y1:y2, x1:x2].mean()) for x1, y1, x2, y2 in boxes]
-    extra = sum(
-        1
-        for rx1, ry1, rx2, ry2 in rects
-        if rx2 > rx1
-        and ry2 > ry1
-        and not any(rx1 < bx2 and bx1 < rx2 and ry1 < by2 and by1 < ry2 for bx1, by1, bx2, by2 in boxes)
-    )
-    return coverages, extra
+def _print_breakdown(setting: Sequence[str], photos: Sequence[Photo]) -> None:
+    """Extra masks by where they come from, how sure, how large and what shape: count and summed photo share."""
+    groups: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for photo in photos:
+        for plate, share in photo.stray:
+            x1, y1, x2, y2 = plate.box
+            aspect = (x2 - x1) / max(y2 - y1, 1e-6)
+            groups["source"][plate.source].append(share)
+            groups["confidence"][_bucket(plate.conf, (0.2, 0.35, 0.5, 0.7), "{:.2f}")].append(share)
+            groups["share of the photo"][_bucket(share, (0.001, 0.01, 0.02, 0.05, 0.2), "{:.1%}")].append(share)
+            groups["aspect (w/h)"][_bucket(aspect, (1.0, 1.5, 2.0, 3.0, 5.0), "{:.1f}")].append(share)
+    print(f"\nextra masks, {' '.join(setting)} ({len(photos)} photos): count, summed share of a photo", file=sys.stderr)
+    for name, buckets in groups.items():
+        cells = [f"{key}: {len(v)} / {sum(v):.1%}" for key, v in sorted(buckets.items())]
+        print(f"  by {name}: " + "; ".join(cells), file=sys.stderr)
+
+
+def _bucket(value: float, edges: Sequence[float], fmt: str) -> str:
+    for i, edge in enumerate(edges):
+        if value < edge:
+            return f"{i}: <{fmt.format(edge)}"
+    return f"{len(edges)}: >={fmt.format(edges[-1])}"
+
+
+def _write_sheet(target: Path, setting: Sequence[str], photos: Sequence[Photo], padding: float) -> None:
+    """The WORST photos by extra mask, masks tinted red over the photo, labelled plates outlined green."""
+    worst = sorted(photos, key=lambda p: p.extra, reverse=True)[:WORST]
+    tiles = [_tile(photo, padding) for photo in worst if photo.extra > 0]
+    if not tiles:
+        print(f"{' '.join(setting)}: no photo with an extra mask, no sheet", file=sys.stderr)
+        return
+    columns = 5
+    blank = np.full_like(tiles[0], 255)
+    tiles += [blank] * (-len(tiles) % columns)
+    rows = [np.hstack(tiles[i : i + columns]) for i in range(0, len(tiles), columns)]
+    title = np.full((36, rows[0].shape[1], 3), 255, np.uint8)
+    cv2.putText(title, f"worst {len(worst)}: {' '.join(setting)}", (8, 25), cv2.FONT_HERSHEY_SIMPLEX, 0.7, 0, 2)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(target), np.vstack([title, *rows]))
+    print(f"contact sheet: {target}", file=sys.stderr)
+
+
+def _tile(photo: Photo, padding: float, side: int = 320) -> np.ndarray:
+    image = decode_any(photo.path.read_bytes(), Limits())
+    height, width = image.shape[:2]
+    masked = mask_area(photo.plates, width, height, padding)
+    image[masked] = (image[masked] * 0.4 + np.float32([0, 0, 255]) * 0.6).astype(np.uint8)
+    thickness = max(2, width // 300)
+    for x1, y1, x2, y2 in photo.boxes:
+        cv2.rectangle(image, (x1, y1), (x2, y2), (0, 220, 0), thickness)
+    for plate, _ in photo.stray:
+        x1, y1, x2, y2 = (round(v) for v in plate.box)
+        cv2.rectangle(image, (x1, y1), (x2, y2), (0, 255, 255), thickness)
+    scale = side / max(height, width)
+    small = cv2.resize(image, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
+    tile = np.full((side + 40, side, 3), 255, np.uint8)
+    tile[: small.shape[0], : small.shape[1]] = small
+    sources = ",".join(sorted({f"{p.source} {p.conf:.2f}" for p, _ in photo.stray}))[:48]
+    cv2.putText(tile, f"{photo.set[:12]} {photo.path.stem[:16]} {photo.extra:.1%}", (4, side + 16), 0, 0.4, 0, 1)
+    cv2.putText(tile, sources, (4, side + 34), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 160), 1)
+    return tile
 
 
 def _print_table(header: list[str], rows: list[list[str]]) -> None:

@@ -166,7 +166,7 @@ def build(
         crop = scene if full_frames else _window(scene, [], rng)[0]
         _write_sample(out, "train", f"negative-{i}", crop, [])
         counts.add(counts.crops, "train/negative")
-    _write_dev_set(out / "dev_synthetic_jp", dev_synthetic)
+    write_dev_set(out / "dev_synthetic_jp", dev_synthetic)
     counts.photos["dev_synthetic_jp (held back)"] = dev_synthetic
     (out / "data.yaml").write_text(
         f"path: {out.resolve()}\ntrain: images/train\nval: images/val\nnames:\n  0: plate\n", encoding="utf-8"
@@ -600,7 +600,7 @@ def _write_sample(out: Path, split: str, name: str, image: np.ndarray, boxes: It
     (out / "labels" / split / f"{safe}.txt").write_text("\n".join(lines) + ("\n" if lines else ""), encoding="utf-8")
 
 
-def _write_dev_set(folder: Path, count: int) -> None:
+def write_dev_set(folder: Path, count: int) -> None:
     """Held-back generated photos (seeds never trained on) as an evaluation set (gt.jsonl)."""
     (folder / "images").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(31337)

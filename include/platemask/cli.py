@@ -111,9 +111,9 @@ def _review(args: argparse.Namespace) -> int:
 def _mask_dir(args: argparse.Namespace) -> int:
     from platemask.detect import PlateDetector
     from platemask.images import decode_any, encode_like, sha256
+    from platemask.masking import find_masks
     from platemask.progress import Progress
     from platemask.render import add_banner, mask_plates
-    from platemask.review import review_reasons
     from platemask.second_look import SecondLook
     from platemask.storage import atomic_write
 
@@ -161,16 +161,15 @@ def _mask_dir(args: argparse.Namespace) -> int:
                 errors += 1
                 progress.note(f"{path}: {image.describe()}")
             else:
-                found = detector.detect([image])[0]
-                look = second_look.look(image, found, detector, render.padding)
-                found += look.masks
-                plates += len(found)
                 # A folder has no first photos: only what the masks themselves call for a look.
-                reasons = review_reasons(found, look.unmasked, first=False, review_conf=options.review_conf)
-                if reasons:
+                found = find_masks(
+                    image, detector, second_look, padding=render.padding, review_conf=options.review_conf
+                )
+                plates += len(found.plates)
+                if found.review:
                     to_check += 1
-                    progress.note(f"{path}: to check: {', '.join(reasons)}")
-                out = add_banner(mask_plates(image, found, render), render)
+                    progress.note(f"{path}: to check: {', '.join(found.review)}")
+                out = add_banner(mask_plates(image, found.plates, render), render)
                 target = args.out_dir / path.relative_to(args.in_dir)
                 atomic_write(target, encode_like(path.suffix, out, render.jpeg_quality, sha256(data), data))
             progress.step(f"{plates} plates")

@@ -21,9 +21,10 @@ from platemask.config import Settings
 from platemask.detect import Detection, PlateDetector
 from platemask.errors import InternalError, PhotoChangedError, PlateMaskError
 from platemask.images import decode, encode_jpeg, output_source, sha256
+from platemask.masking import find_masks
 from platemask.paths import PhotoPaths, photo_paths
 from platemask.render import render_outputs
-from platemask.review import review_marks, review_reasons
+from platemask.review import review_marks
 from platemask.second_look import SecondLook
 from platemask.storage import Storage
 from platemask.uploads import Photo
@@ -143,17 +144,17 @@ class _Found:
 def _find_plates(
     prepared: _Prepared, detector: PlateDetector, second_look: SecondLook | None, settings: Settings
 ) -> _Found:
-    """The model's plates, what the second look adds, and whether a person should check the photo."""
-    image = prepared.image
-    plates = detector.detect([image])[0]
-    unmasked: list[Detection] = []
-    if second_look is not None and second_look.enabled:
-        look = second_look.look(image, plates, detector, settings.render.padding)
-        plates, unmasked = [*plates, *look.masks], look.unmasked
-    review = review_reasons(
-        plates, unmasked, first=prepared.photo.is_first, review_conf=settings.second_look.review_conf
+    """The photo's masks (platemask.masking) and, when a person should check it, what to outline."""
+    found = find_masks(
+        prepared.image,
+        detector,
+        second_look,
+        padding=settings.render.padding,
+        first=prepared.photo.is_first,
+        review_conf=settings.second_look.review_conf,
     )
-    return _Found(plates, review, review_marks(plates, unmasked) if review else [])
+    marks = review_marks(found.plates, found.unmasked) if found.review else []
+    return _Found(found.plates, found.review, marks)
 
 
 def _finish(prepared: _Prepared, found: _Found, settings: Settings, store: Storage) -> PhotoOutcome:

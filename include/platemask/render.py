@@ -18,7 +18,7 @@ from platemask.config import RenderOptions
 from platemask.detect import Detection
 from platemask.errors import ConfigError
 
-__all__ = ["add_banner", "mask_plates", "render_outputs"]
+__all__ = ["add_banner", "mask_area", "mask_plates", "render_outputs"]
 
 
 def render_outputs(
@@ -56,6 +56,15 @@ def mask_plates(image: np.ndarray, detections: Sequence[Detection], options: Ren
             region[:] = _pixelate(region)
             _draw_logo(out, _plate_quad(detection, options.padding), _load_rgba(options.logo))
     return out
+
+
+def mask_area(detections: Sequence[Detection], width: int, height: int, padding: float) -> np.ndarray:
+    """The pixels :func:`mask_plates` hides, in every style: ``True`` where a mask is (height × width)."""
+    area = np.zeros((height, width), bool)
+    for detection in detections:
+        x1, y1, x2, y2 = detection.padded(padding, width, height)
+        area[y1:y2, x1:x2] = True
+    return area
 
 
 def add_banner(image: np.ndarray, options: RenderOptions) -> np.ndarray:

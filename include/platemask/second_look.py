@@ -6,10 +6,12 @@ wheel) marks every place where characters are; on real photos every plate the mo
 such a place. Alone it cannot mask (signs, badges and stickers are text too), so:
 
 1. text regions that the plate masks do not already cover, and that are shaped like a plate's
-   characters, become *candidates*;
+   characters, become *candidates*; so do the model's own weak detections (below
+   ``PLATEMASK_CONF``, from ``weak_plate_conf`` up), most of them small, distant plates;
 2. each candidate gets a closer look by the plate model: a crop around it, enlarged so that a
    plate there is a comfortable size for the model; up to four crops share one inference (a
-   mosaic of 320-px tiles, 1 × 2 or 2 × 2). A plate found there is masked like any other (``closer_look``);
+   mosaic of 320-px tiles, 1 × 2 or 2 × 2). A plate found there at ``PLATEMASK_CONF`` is masked
+   like any other (``closer_look``); a weak detection it does not confirm is left alone;
 3. a candidate the closer look only half-believes (a weak detection) stays *unconfirmed*; one
    it does not see at all is read by the bundled recogniser (PP-OCRv4 ``rec``) and stays
    unconfirmed when its characters read like a plate (:func:`looks_like_plate_text`). The mode
@@ -73,6 +75,16 @@ class TextRegion:
         x1, y1 = self.quad.min(axis=0)
         x2, y2 = self.quad.max(axis=0)
         return float(x1), float(y1), float(x2), float(y2)
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    """Something the closer look checks: a text region, or one of the model's weak plates."""
+
+    box: tuple[float, float, float, float]
+    context: float  # crop side / box width
+    region: TextRegion | None = None
+    plate: Detection | None = None
 
 
 @dataclass
@@ -230,6 +242,7 @@ class SecondLook:
         self._text: TextDetector | None = None
         self._reader: TextReader | None = None
         self._loader = BackgroundLoad(self._load, "platemask-text")
+        self._largest = _TILE * options.max_plate_share  # in mosaic pixels
 
     @property
     def enabled(self) -> bool:
@@ -246,22 +259,49 @@ class SecondLook:
         )
         self._reader = TextReader(text_model_path("ch_PP-OCRv4_rec_infer.onnx"))
 
-    def look(self, image: np.ndarray, plates: Sequence[Detection], detector: PlateDetector, padding: float) -> Look:
-        """Candidates the ``plates`` (masked with ``padding``) leave visible, looked at closer."""
+    def first_pass(self, image: np.ndarray, detector: PlateDetector) -> tuple[list[Detection], list[Detection]]:
+        """The model's plates in one photo and, when this look is on, its weak detections (one model pass).
+
+        Weak detections are those from ``weak_plate_conf`` up to the model's own threshold: not
+        masked as they are, but candidates for :meth:`look`.
+        """
+        conf = detector.options.conf
+        if not self.enabled or self.options.weak_plate_conf >= conf:
+            return detector.detect([image])[0], []
+        found = detector.detect([image], conf=self.options.weak_plate_conf)[0]
+        return [d for d in found if d.conf >= conf], [d for d in found if d.conf < conf]
+
+    def look(
+        self,
+        image: np.ndarray,
+        plates: Sequence[Detection],
+        detector: PlateDetector,
+        padding: float,
+        weak: Sequence[Detection] = (),
+    ) -> Look:
+        """Candidates the ``plates`` (masked with ``padding``) leave visible, looked at closer.
+
+        ``weak``: the model's weak detections from :meth:`first_pass`.
+        """
         if not self.enabled:
             return Look()
         self.load_async().result()
         assert self._text is not None
         height, width = image.shape[:2]
-        regions = self._text.find(image)
         covered = _mask_of(plates, padding, width, height)
-        candidates = [r for r in regions if self._plate_like(r, width, height) and not _hidden(r.box, covered)]
-        candidates = sorted(candidates, key=lambda r: r.score, reverse=True)[: self.options.max_candidates]
+        o = self.options
+        largest = o.max_weak_plate_area * width * height
+        weak = [d for d in weak if (d.box[2] - d.box[0]) * (d.box[3] - d.box[1]) <= largest]
+        weak = sorted((d for d in weak if not _hidden(d.box, covered)), key=lambda d: d.conf, reverse=True)
+        regions = [r for r in self._text.find(image) if self._plate_like(r, width, height)]
+        regions = sorted((r for r in regions if not _hidden(r.box, covered)), key=lambda r: r.score, reverse=True)
+        candidates = [_Candidate(d.box, o.plate_context, plate=d) for d in weak[: o.max_weak_plates]]
+        candidates += [_Candidate(r.box, o.context, region=r) for r in regions[: o.max_candidates]]
         look = Look()
         for index in range(0, len(candidates), _GRID * _GRID):
             batch = candidates[index : index + _GRID * _GRID]
-            for region, found in zip(batch, self._closer_look(image, batch, detector), strict=True):
-                self._decide(image, region, found, look, detector.options.conf)
+            for candidate, found in zip(batch, self._closer_look(image, batch, detector), strict=True):
+                self._decide(image, candidate, found, look, detector.options.conf)
         return look
 
     def _plate_like(self, region: TextRegion, width: int, height: int) -> bool:
@@ -277,18 +317,18 @@ class SecondLook:
         )
 
     def _closer_look(
-        self, image: np.ndarray, regions: Sequence[TextRegion], detector: PlateDetector
+        self, image: np.ndarray, candidates: Sequence[_Candidate], detector: PlateDetector
     ) -> list[list[Detection]]:
-        """Plates the model finds in an enlarged crop around each region (up to four per inference).
+        """Plates the model finds in an enlarged crop around each candidate (up to four per inference).
 
         One or two crops make a 320 × 640 mosaic, which a model of free input size runs in half
         the time of the full 640 × 640 (most closer looks have one or two candidates).
         """
-        rows = 1 if len(regions) <= _GRID else _GRID
+        rows = 1 if len(candidates) <= _GRID else _GRID
         mosaic = np.full((_TILE * rows, _TILE * _GRID, 3), _PAD_VALUE, np.uint8)
         placed = []
-        for slot, region in enumerate(regions):
-            crop_box, gain = self._crop_window(region, image.shape)
+        for slot, candidate in enumerate(candidates):
+            crop_box, gain = self._crop_window(candidate, image.shape)
             x1, y1, x2, y2 = crop_box
             crop = image[y1:y2, x1:x2]
             w, h = max(1, round((x2 - x1) * gain)), max(1, round((y2 - y1) * gain))
@@ -297,8 +337,12 @@ class SecondLook:
             mosaic[top : top + h, left : left + w] = cv2.resize(crop, (w, h), interpolation=interpolation)
             placed.append((left, top, w, h, x1, y1, gain))
         [found] = detector.detect([mosaic], conf=self.options.weak_conf)
-        per_region: list[list[Detection]] = [[] for _ in regions]
+        per_region: list[list[Detection]] = [[] for _ in candidates]
         for detection in found:
+            if max(detection.box[2] - detection.box[0], detection.box[3] - detection.box[1]) > self._largest:
+                # The model taking most of a crop for a plate: no plate's box (on the evaluation
+                # photos, such boxes hid up to three quarters of a photo, and few plates).
+                continue
             cx = (detection.box[0] + detection.box[2]) / 2
             cy = (detection.box[1] + detection.box[3]) / 2
             for slot, (left, top, w, h, x1, y1, gain) in enumerate(placed):
@@ -307,11 +351,11 @@ class SecondLook:
                     break
         return per_region
 
-    def _crop_window(self, region: TextRegion, shape: tuple[int, ...]) -> tuple[tuple[int, int, int, int], float]:
-        """A square window centred on the region, wide enough for the plate around it, and its zoom into a tile."""
+    def _crop_window(self, candidate: _Candidate, shape: tuple[int, ...]) -> tuple[tuple[int, int, int, int], float]:
+        """A square window centred on the candidate, wide enough for the plate around it, and its zoom into a tile."""
         height, width = shape[:2]
-        x1, y1, x2, y2 = region.box
-        side = max((x2 - x1) * self.options.context, (y2 - y1) * self.options.context * 2, self.options.min_crop)
+        x1, y1, x2, y2 = candidate.box
+        side = max((x2 - x1) * candidate.context, (y2 - y1) * candidate.context * 2, self.options.min_crop)
         side = min(side, max(width, height))
         cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
         left = int(min(max(cx - side / 2, 0), max(width - side, 0)))
@@ -319,13 +363,22 @@ class SecondLook:
         right, bottom = min(width, int(left + side)), min(height, int(top + side))
         return (left, top, right, bottom), _TILE / max(right - left, bottom - top)
 
-    def _decide(self, image: np.ndarray, region: TextRegion, found: list[Detection], look: Look, conf: float) -> None:
-        """A plate on the region is masked; a weak one or plate-like characters are unconfirmed; else dropped."""
-        on_region = [d for d in found if overlap_of_smaller(d.box, region.box) >= 0.3]
+    def _decide(
+        self, image: np.ndarray, candidate: _Candidate, found: list[Detection], look: Look, conf: float
+    ) -> None:
+        """A plate on the candidate is masked; on a text region, a weak one or plate-like characters are
+        unconfirmed; anything else is dropped."""
+        on_region = [d for d in found if overlap_of_smaller(d.box, candidate.box) >= 0.3]
         best = max(on_region, key=lambda d: d.conf) if on_region else None
         if best is not None and best.conf >= conf:
+            if candidate.plate is not None:
+                # Both boxes: the first pass saw the plate at its own scale, the closer look enlarged.
+                best = replace(best, box=_union(best.box, candidate.plate.box), polygon=None)
             look.masks.append(replace(best, source="closer_look"))
             return
+        region = candidate.region
+        if region is None:
+            return  # a weak plate the closer look does not confirm: most are lamps, signs and facades
         if best is not None:
             # Hide what either opinion says: the text region and the weak plate box.
             unconfirmed = Detection(box=_union(best.box, region.box), conf=best.conf, source="second_look")
