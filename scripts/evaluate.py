@@ -41,7 +41,14 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "include"), str(REPO)]
 
-from platemask.config import SECOND_LOOK_MODES, DetectOptions, Limits, RenderOptions, SecondLookOptions  # noqa: E402
+from platemask.config import (  # noqa: E402
+    SECOND_LOOK_MODES,
+    DetectOptions,
+    Limits,
+    MaskChecks,
+    RenderOptions,
+    SecondLookOptions,
+)
 from platemask.detect import Detection, PlateDetector  # noqa: E402
 from platemask.images import decode_any  # noqa: E402
 from platemask.masking import find_masks  # noqa: E402
@@ -113,7 +120,7 @@ class Score:
         ]
 
 
-SETTING = ["model", "flip", "second look", "weak", "conf", "pad"]
+SETTING = ["model", "flip", "second look", "weak", "conf", "pad", "checks"]
 HEADER = [
     "set",
     *SETTING,
@@ -147,15 +154,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows: list[list[str]] = []
     models = [_model_path(name) for name in args.model or ["built-in"]]
     settings = [
-        (m, f, c, s, w, p)
+        (m, f, c, s, w, p, k)
         for m in models
         for f in args.flip
         for c in args.conf
         for s in args.second_look
         for w in (args.weak_plate_conf if s != "off" else args.weak_plate_conf[:1])
         for p in args.padding
+        for k in args.checks
     ]
-    for number, (model, flip, conf, mode, weak, padding) in enumerate(settings, 1):
+    for number, (model, flip, conf, mode, weak, padding, checks) in enumerate(settings, 1):
         detector = PlateDetector(DetectOptions(model=model, conf=conf, flip=flip == "on"))
         detector.load_async().result()  # load time is not per-photo time
         second_look = SecondLook(SecondLookOptions(mode=mode, weak_plate_conf=weak))
@@ -163,11 +171,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             second_look.load_async().result()
         # Weak plates are candidates only below conf: a weak threshold at or above it turns them off.
         weak_cell = f"{weak:.2f}" if mode != "off" and weak < conf else "-"
-        setting = [_model_name(model), flip, mode, weak_cell, f"{conf:.2f}", f"{padding:.2f}"]
+        setting = [_model_name(model), flip, mode, weak_cell, f"{conf:.2f}", f"{padding:.2f}", checks]
         total, photos = Score(), []
         for folder in sets:
             score = Score()
-            for photo, seconds, coverages, widths in _score_set(folder, detector, second_look, padding, args.limit):
+            scored = _score_set(folder, detector, second_look, padding, _checks(checks), args.limit)
+            for photo, seconds, coverages, widths in scored:
                 score.photos += 1
                 score.coverages += coverages
                 score.widths += widths
@@ -236,6 +245,12 @@ def _parser() -> argparse.ArgumentParser:
         default=[SecondLookOptions.weak_plate_conf],
         help="the second look's weak-plate threshold(s): detections from it up to --conf get a closer look",
     )
+    parser.add_argument(
+        "--checks",
+        nargs="+",
+        default=["default"],
+        help="what a large box must show (MaskChecks): default, none, or field=value,... e.g. sure=0.8,votes=3",
+    )
     parser.add_argument("--model", nargs="+", help="model path(s), side by side (default: the built-in model)")
     parser.add_argument("--limit", type=int, help="only the first N photos of each set")
     parser.add_argument("--sheet", type=Path, help=f"contact sheet of the {WORST} worst photos (PNG; one per setting)")
@@ -243,8 +258,27 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _checks(spec: str) -> MaskChecks:
+    """``default``, ``none`` (every box the model finds is masked) or ``field=value,...`` over the defaults."""
+    if spec == "default":
+        return MaskChecks()
+    if spec == "none":
+        return MaskChecks(large=float("inf"), zoom_out=False)
+    fields = {name: type(value) for name, value in vars(MaskChecks()).items()}
+    changes = {}
+    for item in spec.split(","):
+        name, value = item.split("=")
+        changes[name] = value.lower() in ("1", "true", "on") if fields[name] is bool else fields[name](value)
+    return MaskChecks(**changes)
+
+
 def _score_set(
-    folder: Path, detector: PlateDetector, second_look: SecondLook, padding: float, limit: int | None
+    folder: Path,
+    detector: PlateDetector,
+    second_look: SecondLook,
+    padding: float,
+    checks: MaskChecks,
+    limit: int | None,
 ) -> Iterator[tuple[Photo, float, list[float], list[float]]]:
     """Each photo of the set: what was masked, the model time, each plate's coverage and width."""
     lines = (folder / "gt.jsonl").read_text(encoding="utf-8").splitlines()
@@ -256,7 +290,7 @@ def _score_set(
         height, width = image.shape[:2]
         boxes = [_pixel_box(box, width, height) for box in label["boxes"]]
         started = time.perf_counter()
-        plates = find_masks(image, detector, second_look, padding=padding).plates
+        plates = find_masks(image, detector, second_look, padding=padding, checks=checks).plates
         seconds = time.perf_counter() - started
         masked = mask_area(plates, width, height, padding)
         room = _room(boxes, width, height)

@@ -163,7 +163,12 @@ def _mask_dir(args: argparse.Namespace) -> int:
             else:
                 # A folder has no first photos: only what the masks themselves call for a look.
                 found = find_masks(
-                    image, detector, second_look, padding=render.padding, review_conf=options.review_conf
+                    image,
+                    detector,
+                    second_look,
+                    padding=render.padding,
+                    checks=settings.checks,
+                    review_conf=options.review_conf,
                 )
                 plates += len(found.plates)
                 if found.review:

@@ -20,6 +20,7 @@ __all__ = [
     "VARIABLES",
     "DetectOptions",
     "Limits",
+    "MaskChecks",
     "RenderOptions",
     "SecondLookOptions",
     "Settings",
@@ -130,6 +131,28 @@ class SecondLookOptions:
 
 
 @dataclass(frozen=True)
+class MaskChecks:
+    """What a box must show before it is masked (platemask.masking).
+
+    A small box costs a photo little if it is wrong; a large one can deface it, so a large box is
+    masked only when at least ``votes`` of three independent signs say plate: the model is sure
+    of it, characters fill its width, and a second look at its own crop finds it again.
+    """
+
+    large: float = 0.008  # of the photo's area: a box from this size on must be confirmed
+    sure: float = 0.70  # the model's confidence that counts as a vote
+    text_share: float = 0.5  # a text region spans this share of the box's width: a vote
+    relook_conf: float = 0.5  # the box found again, this sure, in a crop of its own: a vote
+    relook_context: float = 2.5  # that crop's side / the box's width (or twice its height)
+    votes: int = 2
+    #: Look at the whole photo again at half the scale: plates too large for the model at full
+    #: scale (close-ups) are found there; such a plate must be large and confirmed like any other.
+    zoom_out: bool = True
+    #: A mask this large (share of the photo, padding included) lists the photo for review.
+    review_area: float = 0.05
+
+
+@dataclass(frozen=True)
 class RenderOptions:
     """How masks and the banner are drawn and how photos are encoded."""
 
@@ -188,6 +211,7 @@ class Settings:
     cars_per_task: int = 1
     detect: DetectOptions = DetectOptions()
     second_look: SecondLookOptions = SecondLookOptions()
+    checks: MaskChecks = MaskChecks()
     render: RenderOptions = RenderOptions()
     limits: Limits = Limits()
 

@@ -150,6 +150,7 @@ def _find_plates(
         detector,
         second_look,
         padding=settings.render.padding,
+        checks=settings.checks,
         first=prepared.photo.is_first,
         review_conf=settings.second_look.review_conf,
     )

@@ -43,20 +43,35 @@ REASONS: dict[str, str] = {
     "second_look_unmasked": "plate-like text left visible (PLATEMASK_SECOND_LOOK=review): is it a plate?",
     "low_confidence": "a mask from an unsure detection (below PLATEMASK_REVIEW_CONF): is the plate fully hidden?",
     "no_plate_found": "the car's first photo and no plate found: is a plate visible?",
+    "large_mask": "a mask takes a large part of the photo: is it on a plate, not on the car?",
 }
 #: Thumbnails on one page at most: a day with thousands of photos to check stays a page a browser opens.
 MAX_THUMBNAILS = 400
 _THUMB_WIDTH = 360
-_COLOURS = {"model": (60, 200, 60), "closer_look": (255, 160, 0), "second_look": (40, 40, 230)}  # BGR
+_COLOURS = {  # BGR
+    "model": (60, 200, 60),
+    "zoomed_out": (200, 200, 0),
+    "closer_look": (255, 160, 0),
+    "second_look": (40, 40, 230),
+}
 _UNMASKED = (0, 215, 255)
 _Thumbs = tuple[str | None, str | None]  # data URIs of the original and the published copy
 
 
 def review_reasons(
-    plates: Sequence[Detection], unmasked: Sequence[Detection], *, first: bool, review_conf: float
+    plates: Sequence[Detection],
+    unmasked: Sequence[Detection],
+    *,
+    first: bool,
+    review_conf: float,
+    large_mask: bool = False,
 ) -> list[str]:
-    """The reason codes of one processed photo, in ``REASONS`` order; empty when nothing needs a look."""
+    """The reason codes of one processed photo, in ``REASONS`` order; empty when nothing needs a look.
+
+    ``large_mask``: one of the masks takes more of the photo than a plate usually does.
+    """
     found = {
+        "large_mask": large_mask,
         "second_look_masked": any(p.source == "second_look" for p in plates),
         "second_look_unmasked": bool(unmasked),
         "low_confidence": any(p.source != "second_look" and p.conf < review_conf for p in plates),

@@ -52,12 +52,17 @@ __all__ = [
     "TextRegion",
     "get_second_look",
     "looks_like_plate_text",
+    "plate_around",
     "text_model_path",
 ]
 
 _TILE = 320  # side of one crop in the closer look's mosaic (at most 640 × 640)
 _GRID = 2
 _PAD_VALUE = 114
+#: A plate around its text region is this much wider and taller (plate_around).
+PLATE_PER_TEXT = (1.3, 2.2)
+#: A second-look mask is at most this many times a plate's width and height (area: its square).
+MAX_GROWTH = 2.0
 _LOOKS: dict[SecondLookOptions, SecondLook] = {}
 _LOOKS_LOCK = threading.Lock()
 
@@ -271,6 +276,14 @@ class SecondLook:
         found = detector.detect([image], conf=self.options.weak_plate_conf)[0]
         return [d for d in found if d.conf >= conf], [d for d in found if d.conf < conf]
 
+    def text_regions(self, image: np.ndarray) -> list[TextRegion]:
+        """Where the text detector sees characters in the photo (empty when this look is off)."""
+        if not self.enabled:
+            return []
+        self.load_async().result()
+        assert self._text is not None
+        return self._text.find(image)
+
     def look(
         self,
         image: np.ndarray,
@@ -278,22 +291,23 @@ class SecondLook:
         detector: PlateDetector,
         padding: float,
         weak: Sequence[Detection] = (),
+        regions: Sequence[TextRegion] | None = None,
     ) -> Look:
         """Candidates the ``plates`` (masked with ``padding``) leave visible, looked at closer.
 
-        ``weak``: the model's weak detections from :meth:`first_pass`.
+        ``weak``: the model's weak detections from :meth:`first_pass`; ``regions``: the photo's
+        :meth:`text_regions`, when already known.
         """
         if not self.enabled:
             return Look()
-        self.load_async().result()
-        assert self._text is not None
+        regions = self.text_regions(image) if regions is None else regions
         height, width = image.shape[:2]
         covered = _mask_of(plates, padding, width, height)
         o = self.options
         largest = o.max_weak_plate_area * width * height
         weak = [d for d in weak if (d.box[2] - d.box[0]) * (d.box[3] - d.box[1]) <= largest]
         weak = sorted((d for d in weak if not _hidden(d.box, covered)), key=lambda d: d.conf, reverse=True)
-        regions = [r for r in self._text.find(image) if self._plate_like(r, width, height)]
+        regions = [r for r in regions if self._plate_like(r, width, height)]
         regions = sorted((r for r in regions if not _hidden(r.box, covered)), key=lambda r: r.score, reverse=True)
         candidates = [_Candidate(d.box, o.plate_context, plate=d) for d in weak[: o.max_weak_plates]]
         candidates += [_Candidate(r.box, o.context, region=r) for r in regions[: o.max_candidates]]
@@ -303,6 +317,23 @@ class SecondLook:
             for candidate, found in zip(batch, self._closer_look(image, batch, detector), strict=True):
                 self._decide(image, candidate, found, look, detector.options.conf)
         return look
+
+    def look_again(
+        self,
+        image: np.ndarray,
+        windows: Sequence[tuple[tuple[float, float, float, float], float]],
+        detector: PlateDetector,
+    ) -> list[list[Detection]]:
+        """What the model finds in each window (a box and its crop's side / box width), in photo pixels.
+
+        The same mosaic as the closer look (four windows per inference), but any box counts,
+        however much of its tile it takes: a whole photo zoomed out is a window too.
+        """
+        found: list[list[Detection]] = []
+        for index in range(0, len(windows), _GRID * _GRID):
+            batch = [_Candidate(box, context) for box, context in windows[index : index + _GRID * _GRID]]
+            found += self._closer_look(image, batch, detector, largest=None)
+        return found
 
     def _plate_like(self, region: TextRegion, width: int, height: int) -> bool:
         """Shaped like a plate's characters: a line of text, neither a dot nor a shop sign."""
@@ -317,7 +348,11 @@ class SecondLook:
         )
 
     def _closer_look(
-        self, image: np.ndarray, candidates: Sequence[_Candidate], detector: PlateDetector
+        self,
+        image: np.ndarray,
+        candidates: Sequence[_Candidate],
+        detector: PlateDetector,
+        largest: float | None = -1.0,
     ) -> list[list[Detection]]:
         """Plates the model finds in an enlarged crop around each candidate (up to four per inference).
 
@@ -338,8 +373,12 @@ class SecondLook:
             placed.append((left, top, w, h, x1, y1, gain))
         [found] = detector.detect([mosaic], conf=self.options.weak_conf)
         per_region: list[list[Detection]] = [[] for _ in candidates]
+        largest = self._largest if largest == -1.0 else largest
         for detection in found:
-            if max(detection.box[2] - detection.box[0], detection.box[3] - detection.box[1]) > self._largest:
+            if (
+                largest is not None
+                and max(detection.box[2] - detection.box[0], detection.box[3] - detection.box[1]) > largest
+            ):
                 # The model taking most of a crop for a plate: no plate's box (on the evaluation
                 # photos, such boxes hid up to three quarters of a photo, and few plates).
                 continue
@@ -367,27 +406,30 @@ class SecondLook:
         self, image: np.ndarray, candidate: _Candidate, found: list[Detection], look: Look, conf: float
     ) -> None:
         """A plate on the candidate is masked; on a text region, a weak one or plate-like characters are
-        unconfirmed; anything else is dropped."""
+        unconfirmed; anything else is dropped. No mask is ever larger than the plate the candidate
+        could be (:func:`plate_around`) grown to twice its width and height."""
         on_region = [d for d in found if overlap_of_smaller(d.box, candidate.box) >= 0.3]
         best = max(on_region, key=lambda d: d.conf) if on_region else None
+        region = candidate.region
+        plate = plate_around(region.box) if region is not None else candidate.box
         if best is not None and best.conf >= conf:
+            box = _clip(best.box, _scaled(plate, MAX_GROWTH))
             if candidate.plate is not None:
                 # Both boxes: the first pass saw the plate at its own scale, the closer look enlarged.
-                best = replace(best, box=_union(best.box, candidate.plate.box), polygon=None)
-            look.masks.append(replace(best, source="closer_look"))
+                box = _union(box, candidate.plate.box)
+            outline = best.polygon if box == best.box else None  # an outline is only good for its own box
+            look.masks.append(replace(best, box=box, polygon=outline, source="closer_look"))
             return
-        region = candidate.region
         if region is None:
             return  # a weak plate the closer look does not confirm: most are lamps, signs and facades
-        if best is not None:
-            # Hide what either opinion says: the text region and the weak plate box.
-            unconfirmed = Detection(box=_union(best.box, region.box), conf=best.conf, source="second_look")
-        else:
+        if best is None:
             assert self._reader is not None
             text, certainty = self._reader.read(image, region.quad)
             if certainty < self.options.read_conf or not looks_like_plate_text(text):
                 return
-            unconfirmed = Detection(box=region.box, conf=0.0, source="second_look")
+        # Only the plate its characters could be: a weak closer-look box is no measure of a plate
+        # (on the evaluation photos such boxes took up to 96 % of a photo).
+        unconfirmed = Detection(box=plate, conf=best.conf if best is not None else 0.0, source="second_look")
         (look.masks if self.options.mode == "mask" else look.unmasked).append(unconfirmed)
 
 
@@ -441,6 +483,31 @@ def overlap_of_smaller(a: tuple[float, ...], b: tuple[float, ...]) -> float:
 
 def _union(a: tuple[float, ...], b: tuple[float, ...]) -> tuple[float, float, float, float]:
     return min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])
+
+
+def _clip(box: tuple[float, ...], window: tuple[float, ...]) -> tuple[float, float, float, float]:
+    """``box`` cut to ``window`` (``window`` itself when they do not meet)."""
+    x1, y1, x2, y2 = max(box[0], window[0]), max(box[1], window[1]), min(box[2], window[2]), min(box[3], window[3])
+    return (x1, y1, x2, y2) if x2 > x1 and y2 > y1 else (window[0], window[1], window[2], window[3])
+
+
+def _scaled(box: tuple[float, ...], factor: float) -> tuple[float, float, float, float]:
+    """``box`` scaled by ``factor`` in width and height about its centre."""
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    hw, hh = (box[2] - box[0]) * factor / 2, (box[3] - box[1]) * factor / 2
+    return cx - hw, cy - hh, cx + hw, cy + hh
+
+
+def plate_around(text: tuple[float, ...]) -> tuple[float, float, float, float]:
+    """The plate a line of characters could belong to: the text box grown by PLATE_PER_TEXT.
+
+    A plate's characters span most of its width; a Japanese plate's big number line is about
+    half its height, and the small top line is often a text region of its own.
+    """
+    cx, cy = (text[0] + text[2]) / 2, (text[1] + text[3]) / 2
+    width = (text[2] - text[0]) * PLATE_PER_TEXT[0]
+    height = max((text[3] - text[1]) * PLATE_PER_TEXT[1], width / 5)
+    return cx - width / 2, cy - height / 2, cx + width / 2, cy + height / 2
 
 
 def _straighten(image: np.ndarray, quad: np.ndarray, height: int) -> np.ndarray:

@@ -12,7 +12,15 @@ from platemask.config import DetectOptions, SecondLookOptions, Settings
 from platemask.detect import Detection, get_detector
 from platemask.errors import ConfigError
 from platemask.pipeline import process_photos
-from platemask.second_look import SecondLook, TextRegion, _Candidate, get_second_look, looks_like_plate_text
+from platemask.second_look import (
+    Look,
+    SecondLook,
+    TextRegion,
+    _Candidate,
+    get_second_look,
+    looks_like_plate_text,
+    plate_around,
+)
 from platemask.storage import LocalStorage
 from platemask.uploads import Photo
 from tests.support.synthetic import make_car_photo, make_scene, photo_jpeg
@@ -149,6 +157,45 @@ def test_a_closer_look_box_larger_than_half_its_crop_is_no_plate(closer_conf: fl
     region = TextRegion(np.float32([[600, 700], [660, 700], [660, 715], [600, 715]]), 0.9)
     candidate = _Candidate(region.box, 8.0, region=region)
     assert SecondLook(SecondLookOptions())._closer_look(image, [candidate], WholeCropModel(closer_conf)) == [[]]
+
+
+class SprawlingModel(BlindModel):
+    """On a closer look, a box much larger than the plate around the crop's centre (half the tile wide)."""
+
+    def detect(self, images, *, conf=None):
+        if conf is None:
+            return [[] for _ in images]
+        self.shapes += [image.shape for image in images]
+        centres = [(160 + 320 * col, 160 + 320 * row) for row in (0, 1) for col in (0, 1)]
+        return [[Detection((x - 80.0, y - 80.0, x + 80.0, y + 80.0), self.closer_conf) for x, y in centres]]
+
+
+@pytest.mark.parametrize("closer_conf", [0.9, 0.1])
+def test_the_second_look_never_masks_more_than_four_times_a_plate(closer_conf: float) -> None:
+    """Confirmed (0.9) or not (0.1), a mask is at most the plate the text could be, grown twice per side."""
+    image = np.full((960, 1280, 3), 90, np.uint8)
+    region = TextRegion(np.float32([[600, 700], [660, 700], [660, 715], [600, 715]]), 0.9)
+    second_look = SecondLook(SecondLookOptions(mode="mask"))
+    second_look._reader = object()  # a weak closer-look plate decides without reading
+    candidate = _Candidate(region.box, 8.0, region=region)
+    [found] = second_look._closer_look(image, [candidate], SprawlingModel(closer_conf))
+    look = Look()
+    second_look._decide(image, candidate, found, look, conf=0.35)
+    [mask] = look.masks
+    px1, py1, px2, py2 = plate_around(region.box)
+    x1, y1, x2, y2 = mask.box
+    assert (x2 - x1) * (y2 - y1) <= 4 * (px2 - px1) * (py2 - py1) + 1e-6
+    assert mask.source == ("closer_look" if closer_conf >= 0.35 else "second_look")
+    # What the closer look saw is far larger: only a plate's worth of it is kept.
+    fx1, fy1, fx2, fy2 = found[0].box
+    assert (fx2 - fx1) * (fy2 - fy1) > 20 * (px2 - px1) * (py2 - py1)
+
+
+def test_the_plate_around_a_line_of_text() -> None:
+    # EU: one line of characters across most of the plate; the plate is a little wider, twice as tall.
+    x1, y1, x2, y2 = plate_around((100.0, 50.0, 200.0, 70.0))
+    assert (x2 - x1, y2 - y1) == pytest.approx((130.0, 44.0))
+    assert ((x1 + x2) / 2, (y1 + y2) / 2) == (150.0, 60.0)
 
 
 def test_off_looks_at_nothing(car) -> None:
