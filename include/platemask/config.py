@@ -136,13 +136,16 @@ class MaskChecks:
 
     A small box costs a photo little if it is wrong; a large one can deface it, so a large box is
     masked only when at least ``votes`` of three independent signs say plate: the model is sure
-    of it, characters fill its width, and a second look at its own crop finds it again.
+    of it, characters that read like a plate's span its width, and a look at its own crop finds
+    it again. Characters that do not read like a plate's (a Japanese plate's kana, blur, but also
+    signs) count as that sign only with a sure look again (``relook_sure``).
     """
 
     large: float = 0.008  # of the photo's area: a box from this size on must be confirmed
     sure: float = 0.70  # the model's confidence that counts as a vote
-    text_share: float = 0.5  # a text region spans this share of the box's width: a vote
+    text_share: float = 0.5  # a line of characters read like a plate's spans this share of its width: a vote
     relook_conf: float = 0.5  # the box found again, this sure, in a crop of its own: a vote
+    relook_sure: float = 0.7  # ... this sure: unread characters across the box are a vote too
     relook_context: float = 2.5  # that crop's side / the box's width (or twice its height)
     votes: int = 2
     #: Look at the whole photo again at half the scale: plates too large for the model at full

@@ -48,6 +48,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+#: The height (px) up to which a mask grows by the full padding (Detection.padded).
+FULL_PADDING_HEIGHT = 32.0
+MIN_PADDING = 0.09
 _DETECTORS: dict[DetectOptions, PlateDetector] = {}
 _DETECTORS_LOCK = threading.Lock()
 
@@ -64,8 +67,16 @@ class Detection:
     source: str = "model"
 
     def padded(self, padding: float, width: int, height: int) -> tuple[int, int, int, int]:
-        """The box grown by ``padding`` × its size on every side, clipped to the photo."""
+        """The box grown on every side, clipped to the photo: what a mask covers.
+
+        A plate up to ``FULL_PADDING_HEIGHT`` px tall grows by ``padding`` × its size: the model
+        places a small plate's edges a few pixels off, and such a margin costs the photo little.
+        A taller plate's box is placed better, so its margin shrinks, down to ``MIN_PADDING`` of
+        its size (a close-up's box can still be 6 % off): a close-up's mask keeps the plate's
+        shape, 1.39 times its area instead of 2.25.
+        """
         x1, y1, x2, y2 = self.box
+        padding = max(min(padding, MIN_PADDING), padding * min(1.0, FULL_PADDING_HEIGHT / max(y2 - y1, 1.0)))
         dx, dy = (x2 - x1) * padding, (y2 - y1) * padding
         return (
             max(0, int(np.floor(x1 - dx))),

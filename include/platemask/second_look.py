@@ -318,6 +318,13 @@ class SecondLook:
                 self._decide(image, candidate, found, look, detector.options.conf)
         return look
 
+    def reads_like_plate(self, image: np.ndarray, region: TextRegion) -> bool:
+        """Whether the recogniser reads the region's characters, surely, as a plate line."""
+        self.load_async().result()
+        assert self._reader is not None
+        text, certainty = self._reader.read(image, region.quad)
+        return certainty >= self.options.read_conf and looks_like_plate_text(text)
+
     def look_again(
         self,
         image: np.ndarray,
@@ -422,11 +429,8 @@ class SecondLook:
             return
         if region is None:
             return  # a weak plate the closer look does not confirm: most are lamps, signs and facades
-        if best is None:
-            assert self._reader is not None
-            text, certainty = self._reader.read(image, region.quad)
-            if certainty < self.options.read_conf or not looks_like_plate_text(text):
-                return
+        if best is None and not self.reads_like_plate(image, region):
+            return
         # Only the plate its characters could be: a weak closer-look box is no measure of a plate
         # (on the evaluation photos such boxes took up to 96 % of a photo).
         unconfirmed = Detection(box=plate, conf=best.conf if best is not None else 0.0, source="second_look")

@@ -45,11 +45,24 @@ def test_every_style_destroys_the_plate(style: str) -> None:
 
 def test_padding_covers_around_the_box() -> None:
     image = noisy_photo()
-    out = mask_plates(image, [PLATE], RenderOptions(style="fill", padding=0.10, banner=None))
-    # 10 % of 160×80 = 16 px and 8 px beyond the box are covered too…
-    assert (out[292:388, 184:376] == RenderOptions().color).all()
+    small = Detection(box=(200.0, 300.0, 300.0, 330.0), conf=0.9)  # 100×30: a plate up to 32 px tall
+    out = mask_plates(image, [small], RenderOptions(style="fill", padding=0.20, banner=None))
+    # 20 % of 100×30 = 20 px and 6 px beyond the box are covered too…
+    assert (out[294:336, 180:320] == RenderOptions().color).all()
     # …and nothing further out is touched.
-    assert (out[:290] == image[:290]).all() and (out[390:] == image[390:]).all()
+    assert (out[:293] == image[:293]).all() and (out[337:] == image[337:]).all()
+    assert (out[:, :179] == image[:, :179]).all() and (out[:, 321:] == image[:, 321:]).all()
+
+
+def test_a_large_plate_keeps_its_shape() -> None:
+    """A close-up's box is placed well: its margin shrinks to 9 % of its size on each side."""
+    image = noisy_photo()
+    large = Detection(box=(100.0, 100.0, 500.0, 300.0), conf=0.9)  # 400×200
+    out = mask_plates(image, [large], RenderOptions(style="fill", padding=0.25, banner=None))
+    masked = (out != image).any(axis=2)
+    # 9 % on each side: 36 px and 18 px, 1.39 times the plate's area (not 2.25).
+    assert masked.sum() == (400 + 2 * 36) * (200 + 2 * 18)
+    assert masked[82:318, 64:536].all()
 
 
 def test_padding_is_clipped_at_photo_edges() -> None:
