@@ -65,10 +65,20 @@ def photo_root(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def settings(photo_root: Path, tmp_path: Path):
-    """Settings for a temporary S3_MOUNT and LOG_DIR."""
-    from platemask.config import Settings
+    """Settings for a temporary S3_MOUNT and LOG_DIR.
 
-    return Settings.from_env({"S3_MOUNT": str(photo_root), "LOG_DIR": str(tmp_path / "logs")})
+    The checks on large boxes and the ``large_mask`` reason (platemask.masking) are off: these
+    settings go with StubDetector,
+    a model that is always right, and the tests they serve are about the rules of a day. The
+    checks have tests of their own (tests/unit/test_masking.py), and the end-to-end tests run
+    with the defaults.
+    """
+    from dataclasses import replace
+
+    from platemask.config import MaskChecks, Settings
+
+    settings = Settings.from_env({"S3_MOUNT": str(photo_root), "LOG_DIR": str(tmp_path / "logs")})
+    return replace(settings, checks=MaskChecks(large=1.0, zoom_out=False, review_area=1.0))
 
 
 @pytest.fixture(scope="session")

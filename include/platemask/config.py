@@ -43,7 +43,7 @@ VARIABLES: dict[str, str] = {
     "PLATEMASK_FLIP": "Also search each photo mirrored left-right, keeping both passes' plates (default false)",
     "PLATEMASK_SECOND_LOOK": "mask, review or off: what to do with text the plate model may have missed (default mask)",
     "PLATEMASK_REVIEW_CONF": "Masks from detections below this confidence are listed for review (default 0.50)",
-    "PLATEMASK_PADDING": "Mask padding around each plate box, fraction of its size (default 0.25)",
+    "PLATEMASK_PADDING": "Mask padding around a plate box up to 32 px tall, fraction of its size (default 0.25)",
     "PLATEMASK_MASK_STYLE": "fill, blur, pixelate or logo (default fill)",
     "PLATEMASK_MASK_COLOR": "Fill colour as #RRGGBB (default #2b2b2b)",
     "PLATEMASK_LOGO": "Image warped onto plates by the logo style (default: built-in logo)",
@@ -117,7 +117,7 @@ class SecondLookOptions:
     max_plate_share: float = 0.5  # of a closer look's crop side: a larger box is no plate
     #: The model's own detections from this confidence up to PLATEMASK_CONF are candidates too:
     #: a plate the closer look confirms at PLATEMASK_CONF is masked, the rest are left alone.
-    weak_plate_conf: float = 0.15
+    weak_plate_conf: float = 0.35  # at PLATEMASK_CONF: off (0.15 hid 1 plate more in 1,035, scripts/evaluate.py)
     max_weak_plates: int = 4  # one closer look at most per photo, the surest first
     max_weak_plate_area: float = 0.05  # of the photo: a larger weak box is a facade or a car, not a plate
     plate_context: float = 6.0  # crop side / plate width for a weak plate's closer look

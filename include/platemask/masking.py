@@ -3,17 +3,20 @@
 The trip of a photo's plates, in order:
 
 1. **model pass**: the plate model on the whole photo (:class:`~platemask.detect.PlateDetector`);
-2. **checks** (:class:`~platemask.config.MaskChecks`): a small box is masked as it is; a large one
+2. **zoomed out**: where characters as large as a large plate's lie outside every box, the whole
+   photo again at half the scale, for plates too large for the model at full scale (close-ups);
+   such a plate is checked like any other large box;
+3. **checks** (:class:`~platemask.config.MaskChecks`): a small box is masked as it is; a large one
    could deface the photo if it is wrong, so it must be confirmed by two of three signs: the model
    is sure of it, characters that read like a plate's span its width (the second look's text
    detector and recogniser), and the model finds it again in a crop of its own. On photos with no
    plate the model boxes wheels, grilles, lamps, whole cars, lawns and signs, at confidences up to
-   0.8; rarely do two of the three signs hold for them;
-3. **zoomed out**: the whole photo again at half the scale, for plates too large for the model at
-   full scale (close-ups); such a plate is confirmed like any other large box;
-4. **second look** (:mod:`platemask.second_look`): small text and weak plates the masks leave
-   visible, looked at closer; its masks are never larger than twice the plate the text could be;
-   larger text is a sign (the model sees plates that size itself);
+   0.8; rarely do two of the three signs hold for them. Characters the recogniser cannot read (a
+   Japanese plate's kana, blur) count only with a sure look again; characters that read as words
+   (``OCCASIONS.NL``, but also a US plate's state name) count for nothing;
+4. **second look** (:mod:`platemask.second_look`): text and weak plates the masks leave visible,
+   looked at closer; its masks are never larger than twice the plate the text could be, and a
+   large one needs a second sign like a large box of the model's (text alone is never enough);
 5. **the final list**: every mask with where it came from (``Detection.source``), what is left
    visible for a person, and the photo's review reasons (:data:`platemask.review.REASONS`).
 
@@ -31,7 +34,14 @@ import numpy as np
 from platemask.config import MaskChecks
 from platemask.detect import Detection, PlateDetector
 from platemask.review import review_reasons
-from platemask.second_look import SecondLook, TextRegion, overlap_of_smaller, plate_around
+from platemask.second_look import (
+    SecondLook,
+    TextRegion,
+    looks_like_plate_text,
+    looks_like_words,
+    overlap_of_smaller,
+    plate_around,
+)
 
 __all__ = ["Masks", "find_masks"]
 
@@ -70,23 +80,27 @@ def find_masks(
     else:
         plates, weak, regions = detector.detect([image])[0], [], []
     reads = _PlateText(image, second_look if looking else None, regions)
+    if looking and checks.zoom_out and _large_text_left(regions, plates, large, padding, width, height):
+        plates = [*plates, *_zoomed_out(image, plates, second_look, detector, large)]
     kept, doubtful, dropped = _check(plates, reads, large, checks)
-    if second_look is None:  # nothing to look again with: a doubt is a no
-        dropped, doubtful = [*dropped, *(doubt.plate for doubt in doubtful)], []
-    # One mosaic for the zoomed-out photo and the crops of the doubtful boxes.
-    windows = [((0.0, 0.0, float(width), float(height)), _WHOLE_PHOTO)] if looking and checks.zoom_out else []
-    windows += [(doubt.plate.box, checks.relook_context) for doubt in doubtful]
-    seen = second_look.look_again(image, windows, detector) if windows else []
-    zoomed = seen.pop(0) if looking and checks.zoom_out else []
-    for doubt, again in zip(doubtful, seen, strict=True):
-        (kept if _confirmed(doubt, again, checks) else dropped).append(doubt.plate)
-    kept += _zoomed_out_plates(zoomed, plates, reads, large, detector.options.conf, checks)
+    if doubtful and second_look is not None:
+        again = second_look.look_again(
+            image, [(doubt.plate.box, checks.relook_context) for doubt in doubtful], detector
+        )
+        for doubt, found in zip(doubtful, again, strict=True):
+            (kept if _confirmed(doubt, found, checks) else dropped).append(doubt.plate)
+    else:  # nothing to look again with: a doubt is a no
+        dropped += [doubt.plate for doubt in doubtful]
     unmasked: list[Detection] = []
     if looking:
         weak = [w for w in weak if _area(w.box) < large]  # a large weak box is no plate's closer look
-        small = [r for r in regions if _area(plate_around(r.box)) < large]
-        look = second_look.look(image, kept, detector, padding, weak, small)
-        kept, unmasked = [*kept, *look.masks], look.unmasked
+        look = second_look.look(image, kept, detector, padding, weak, regions)
+        for mask in look.masks:
+            if _area(mask.box) < large or _second_sign(mask, reads, checks):
+                kept.append(mask)
+            else:
+                dropped.append(mask)
+        unmasked = look.unmasked
     largest = max((_padded_area(p, padding, width, height) for p in kept), default=0)
     review = review_reasons(
         kept,
@@ -107,8 +121,10 @@ def _check(
         if _area(plate.box) < large:
             kept.append(plate)
             continue
-        read, unread = reads.across(plate.box, checks.text_share)
-        votes = int(plate.conf >= checks.sure) + int(read)
+        lines = reads.across(plate.box, checks.text_share) if reads.enabled else _Lines.NONE
+        # Words (a sign, a slogan, a state's name over its plate) are no sign either way.
+        unread = lines == _Lines.UNREAD
+        votes = int(plate.conf >= checks.sure) + int(lines == _Lines.PLATE)
         if votes >= checks.votes:
             kept.append(plate)
         elif votes + 1 + int(unread) >= checks.votes:
@@ -125,24 +141,46 @@ def _confirmed(doubt: _Doubt, again: Sequence[Detection], checks: MaskChecks) ->
     return votes >= checks.votes
 
 
-def _zoomed_out_plates(
-    zoomed: Sequence[Detection],
-    plates: Sequence[Detection],
-    reads: _PlateText,
-    large: float,
-    conf: float,
-    checks: MaskChecks,
+def _large_text_left(
+    regions: Sequence[TextRegion], plates: Sequence[Detection], large: float, padding: float, width: int, height: int
+) -> bool:
+    """Whether characters as large as a large plate's lie outside every box the model found: a
+    close-up's plate it may have missed at full scale (most photos have none: no zooming out)."""
+    covered = [plate.padded(padding, width, height) for plate in plates]
+    return any(
+        _area(plate_around(region.box)) >= large and not any(overlap_of_smaller(region.box, c) >= 0.5 for c in covered)
+        for region in regions
+    )
+
+
+def _second_sign(mask: Detection, reads: _PlateText, checks: MaskChecks) -> bool:
+    """Whether a large second-look mask has a sign besides the closer look that found it (MaskChecks).
+
+    The closer look is the model finding the plate again; unconfirmed text alone is no plate.
+    """
+    if mask.source != "closer_look":
+        return False
+    lines = reads.across(mask.box, checks.text_share)
+    return (
+        mask.conf >= checks.sure
+        or lines == _Lines.PLATE
+        or (lines == _Lines.UNREAD and mask.conf >= checks.relook_sure)
+    )
+
+
+def _zoomed_out(
+    image: np.ndarray, plates: Sequence[Detection], second_look: SecondLook, detector: PlateDetector, large: float
 ) -> list[Detection]:
-    """Large plates only the zoomed-out look saw, each sure and full of characters."""
-    found = []
-    for plate in zoomed:
-        if plate.conf < conf or _area(plate.box) < large:
-            continue  # a small plate is seen better at full scale
-        if any(overlap_of_smaller(plate.box, seen.box) >= 0.3 for seen in plates):
-            continue  # the full-scale pass saw it and its checks decided
-        if plate.conf >= checks.sure and reads.across(plate.box, checks.text_share)[0]:
-            found.append(replace(plate, source="zoomed_out"))
-    return found
+    """Large plates the model sees in the whole photo at half the scale and not at full scale."""
+    height, width = image.shape[:2]
+    [zoomed] = second_look.look_again(image, [((0.0, 0.0, float(width), float(height)), _WHOLE_PHOTO)], detector)
+    return [
+        replace(plate, source="zoomed_out")
+        for plate in zoomed
+        if plate.conf >= detector.options.conf
+        and _area(plate.box) >= large  # a small plate is seen better at full scale
+        and not any(overlap_of_smaller(plate.box, seen.box) >= 0.3 for seen in plates)
+    ]
 
 
 @dataclass(frozen=True)
@@ -154,37 +192,54 @@ class _Doubt:
     unread: bool  # characters across it that do not read like a plate's
 
 
+class _Lines:
+    """What the lines of characters across a box say: a plate's line, a line not read, or words."""
+
+    PLATE, UNREAD, WORDS, NONE = "plate", "unread", "words", "none"
+
+
 class _PlateText:
-    """Lines of characters in the photo that read like a plate's, asked for box by box."""
+    """The photo's lines of characters, read once each, asked for box by box."""
 
     def __init__(self, image: np.ndarray, second_look: SecondLook | None, regions: Sequence[TextRegion]) -> None:
         self._image, self._second_look, self._regions = image, second_look, regions
-        self._read: dict[int, bool] = {}  # region index: reads like a plate (each region is read once)
+        self._read: dict[int, str] = {}  # region index: what it says (_Lines), each region read once
 
-    def across(self, box: Box, share: float) -> tuple[bool, bool]:
-        """Whether a line of characters lies in the box across ``share`` of its width and reads like
-        a plate's; and whether such a line is there that does not.
+    @property
+    def enabled(self) -> bool:
+        """Whether there are lines to ask about (the second look reads them)."""
+        return self._second_look is not None
 
-        Only a region within the box (70 % of it) and not larger than it counts: a plate's
-        characters are inside the plate, while a box around a whole car holds small text. Signs,
-        badges and slogans read as words; a plate the recogniser cannot read (a Japanese plate's
-        kana, blur) is an unread line.
+    def across(self, box: Box, share: float) -> str:
+        """What the lines in the box that span ``share`` of its width say (_Lines), a plate's first.
+
+        Only a region within the box (70 % of it) and at most twice its size counts: a plate's
+        characters are inside the plate, while a box around a whole car holds small text. A plate
+        the recogniser cannot read (a Japanese plate's kana, blur) is an unread line; signs,
+        slogans and badges read as words.
         """
         width, area = box[2] - box[0], _area(box)
-        unread = False
+        said = set()
         for index, region in enumerate(self._regions):
             x1, y1, x2, y2 = region.box
-            within = (x2 - x1) * (y2 - y1) <= 1.2 * area and overlap_of_smaller(region.box, box) >= 0.7
+            within = (x2 - x1) * (y2 - y1) <= 2 * area and overlap_of_smaller(region.box, box) >= 0.7
             if within and (x2 - x1) >= share * width:
-                if self._reads_like_plate(index, region):
-                    return True, False
-                unread = True
-        return False, unread
+                said.add(self._says(index, region))
+        for what in (_Lines.PLATE, _Lines.WORDS, _Lines.UNREAD):
+            if what in said:
+                return what
+        return _Lines.NONE
 
-    def _reads_like_plate(self, index: int, region: TextRegion) -> bool:
+    def _says(self, index: int, region: TextRegion) -> str:
         if index not in self._read:
             assert self._second_look is not None
-            self._read[index] = self._second_look.reads_like_plate(self._image, region)
+            text, sure = self._second_look.read(self._image, region)
+            if sure and looks_like_plate_text(text):
+                self._read[index] = _Lines.PLATE
+            elif sure and looks_like_words(text):
+                self._read[index] = _Lines.WORDS
+            else:
+                self._read[index] = _Lines.UNREAD
         return self._read[index]
 
 

@@ -52,6 +52,7 @@ __all__ = [
     "TextRegion",
     "get_second_look",
     "looks_like_plate_text",
+    "looks_like_words",
     "plate_around",
     "text_model_path",
 ]
@@ -121,6 +122,16 @@ def looks_like_plate_text(text: str) -> bool:
     compact = known
     digits = sum(ch.isdigit() for ch in compact)
     return digits >= 2 or (digits >= 1 and len(compact) >= 5)
+
+
+def looks_like_words(text: str) -> bool:
+    """Whether recognised characters read as words, not a plate: four letters or more and no digit.
+
+    ``OCCASIONS.NL``, ``EN ZONA VERDE``, ``RESERVED``. A Japanese plate always has digits (so do
+    nearly all plates elsewhere; a vanity plate of letters alone would read as words).
+    """
+    letters = sum(ch.isalpha() and ch.isascii() for ch in text)
+    return letters >= 4 and not any(ch.isdigit() for ch in text)
 
 
 def text_model_path(name: str = "ch_PP-OCRv4_det_infer.onnx") -> Path:
@@ -296,7 +307,7 @@ class SecondLook:
         """Candidates the ``plates`` (masked with ``padding``) leave visible, looked at closer.
 
         ``weak``: the model's weak detections from :meth:`first_pass`; ``regions``: the photo's
-        :meth:`text_regions`, when already known.
+        :meth:`text_regions` (or those to consider), when already known.
         """
         if not self.enabled:
             return Look()
@@ -318,12 +329,17 @@ class SecondLook:
                 self._decide(image, candidate, found, look, detector.options.conf)
         return look
 
-    def reads_like_plate(self, image: np.ndarray, region: TextRegion) -> bool:
-        """Whether the recogniser reads the region's characters, surely, as a plate line."""
+    def read(self, image: np.ndarray, region: TextRegion) -> tuple[str, bool]:
+        """The region's characters, and whether the recogniser is sure of them (``read_conf``)."""
         self.load_async().result()
         assert self._reader is not None
         text, certainty = self._reader.read(image, region.quad)
-        return certainty >= self.options.read_conf and looks_like_plate_text(text)
+        return text, certainty >= self.options.read_conf
+
+    def reads_like_plate(self, image: np.ndarray, region: TextRegion) -> bool:
+        """Whether the recogniser reads the region's characters, surely, as a plate line."""
+        text, sure = self.read(image, region)
+        return sure and looks_like_plate_text(text)
 
     def look_again(
         self,

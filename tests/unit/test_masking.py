@@ -23,8 +23,8 @@ class ScriptedModel:
 
     options = DetectOptions()
 
-    def __init__(self, found: list[Detection], again: float | None) -> None:
-        self.found, self.again = found, again
+    def __init__(self, found: list[Detection], again: float | None, again_box=(120.0, 128.0, 248.0, 192.0)) -> None:
+        self.found, self.again, self.again_box = found, again, again_box
         self.looks_again = 0
 
     def detect(self, images, *, conf=None):
@@ -34,8 +34,8 @@ class ScriptedModel:
         self.looks_again += 1
         if self.again is None:
             return [[]]
-        # The box's own window (400 px, 2.5 times its width) fills the mosaic's first tile at 0.8×.
-        return [[Detection((120.0, 128.0, 248.0, 192.0), self.again)]]
+        # LARGE_BOX's own window (400 px, 2.5 times its width) fills the mosaic's first tile at 0.8×.
+        return [[Detection(self.again_box, self.again)]]
 
 
 def _masks(found: list[Detection], again: float | None) -> tuple[list[Detection], ScriptedModel]:
@@ -60,6 +60,18 @@ def test_a_large_box_is_masked_only_when_two_signs_confirm_it(conf: float, again
     assert (plates == [Detection(LARGE_BOX, conf)]) is masked
     # Unsure and without characters, two signs are out of reach: no look again is spent on it.
     assert model.looks_again == (1 if conf >= MaskChecks.sure else 0)
+
+
+def test_a_mask_larger_than_most_plates_lists_the_photo_for_review() -> None:
+    """Even confirmed, a mask over 5 % of the photo is shown to a person (a close-up, or a defaced photo)."""
+    image = np.full((SIZE[1], SIZE[0], 3), 90, np.uint8)
+    off = SecondLook(SecondLookOptions(mode="off"))
+    huge = Detection((440.0, 380.0, 840.0, 580.0), 0.9)  # 6.5 % of the photo
+    # Its window: 1,000 px from x = 140, the photo's full height, at 0.32× in the tile.
+    model = ScriptedModel([huge], 0.9, again_box=(96.0, 121.6, 224.0, 185.6))
+    masks = find_masks(image, model, off, padding=0.25)
+    assert masks.plates == [huge] and masks.review == ["large_mask"]
+    assert find_masks(image, ScriptedModel([Detection(LARGE_BOX, 0.9)], 0.9), off, padding=0.25).review == []
 
 
 def test_a_small_box_is_masked_as_it_is() -> None:

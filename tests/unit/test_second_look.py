@@ -249,11 +249,13 @@ def test_pipeline_masks_what_the_second_look_finds(settings: Settings, photo_roo
     assert np.abs(masked[y1:y2, x1:x2].astype(int) - settings.render.color).max(axis=2).mean() < 12
 
 
+# Weak plates are off by default (weak_plate_conf at PLATEMASK_CONF: they hid 1 plate more in
+# 1,035 on the evaluation sets); these tests turn them on at 0.15.
 @pytest.mark.parametrize("mode", ["mask", "off"])
 def test_first_pass_keeps_the_models_weak_plates_apart(scene, mode: str) -> None:
     """One model pass at the weak threshold: plates to mask, and weak ones only for a closer look."""
     model = SquintingModel(0.6)
-    plates, weak = SecondLook(SecondLookOptions(mode=mode)).first_pass(scene, model)
+    plates, weak = SecondLook(SecondLookOptions(mode=mode, weak_plate_conf=0.15)).first_pass(scene, model)
     assert plates == []
     if mode == "off":
         assert weak == [] and model.first_pass_confs == [0.35]  # the look is off: nothing below the threshold
@@ -265,7 +267,7 @@ def test_first_pass_keeps_the_models_weak_plates_apart(scene, mode: str) -> None
 @pytest.mark.inference
 def test_a_weak_plate_the_closer_look_confirms_is_masked(scene, mode: str) -> None:
     model = SquintingModel(0.6)
-    second_look = SecondLook(SecondLookOptions(mode=mode))
+    second_look = SecondLook(SecondLookOptions(mode=mode, weak_plate_conf=0.15))
     plates, weak = second_look.first_pass(scene, model)
     look = second_look.look(scene, plates, model, 0.25, weak)
     [mask] = look.masks
@@ -280,7 +282,7 @@ def test_a_weak_plate_the_closer_look_confirms_is_masked(scene, mode: str) -> No
 def test_a_weak_plate_the_closer_look_does_not_confirm_is_left_alone(scene, closer_conf) -> None:
     """Most weak detections are lamps, signs and facades: only a confirmed one is masked, none is listed."""
     model = SquintingModel(closer_conf)
-    second_look = SecondLook(SecondLookOptions())
+    second_look = SecondLook(SecondLookOptions(weak_plate_conf=0.15))
     plates, weak = second_look.first_pass(scene, model)
     look = second_look.look(scene, plates, model, 0.25, weak)
     assert look.masks == [] and look.unmasked == [] and model.shapes == [(320, 640, 3)]
@@ -290,7 +292,7 @@ def test_a_weak_plate_the_closer_look_does_not_confirm_is_left_alone(scene, clos
 def test_a_weak_plate_under_a_mask_is_no_candidate(scene) -> None:
     model = SquintingModel(0.6)
     plate = Detection((590.0, 695.0, 650.0, 717.0), 0.8)
-    look = SecondLook(SecondLookOptions()).look(scene, [plate], model, 0.25, [SquintingModel.WEAK])
+    look = SecondLook(SecondLookOptions(weak_plate_conf=0.15)).look(scene, [plate], model, 0.25, [SquintingModel.WEAK])
     assert look.masks == [] and model.shapes == []  # not even looked at
 
 
@@ -298,7 +300,7 @@ def test_a_weak_plate_under_a_mask_is_no_candidate(scene) -> None:
 def test_a_weak_box_larger_than_a_plate_is_no_candidate(scene) -> None:
     model = SquintingModel(0.6)
     facade = Detection((100.0, 100.0, 500.0, 400.0), 0.30)  # a tenth of the photo
-    look = SecondLook(SecondLookOptions()).look(scene, [], model, 0.25, [facade])
+    look = SecondLook(SecondLookOptions(weak_plate_conf=0.15)).look(scene, [], model, 0.25, [facade])
     assert look.masks == [] and model.shapes == []
 
 
