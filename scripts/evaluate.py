@@ -166,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for number, (model, flip, conf, mode, weak, padding, checks) in enumerate(settings, 1):
         detector = PlateDetector(DetectOptions(model=model, conf=conf, flip=flip == "on"))
         detector.load_async().result()  # load time is not per-photo time
-        second_look = SecondLook(SecondLookOptions(mode=mode, weak_plate_conf=weak))
+        second_look = SecondLook(SecondLookOptions(mode=mode, weak_plate_conf=weak, max_candidates=args.max_candidates))
         if second_look.enabled:
             second_look.load_async().result()
         # Weak plates are candidates only below conf: a weak threshold at or above it turns them off.
@@ -250,6 +250,12 @@ def _parser() -> argparse.ArgumentParser:
         nargs="+",
         default=["default"],
         help="what a large box must show (MaskChecks): default, none, or field=value,... e.g. sure=0.8,votes=3",
+    )
+    parser.add_argument(
+        "--max-candidates",
+        type=int,
+        default=SecondLookOptions.max_candidates,
+        help="the second look's text candidates per photo at most (four share one closer look)",
     )
     parser.add_argument("--model", nargs="+", help="model path(s), side by side (default: the built-in model)")
     parser.add_argument("--limit", type=int, help="only the first N photos of each set")

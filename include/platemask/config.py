@@ -146,11 +146,14 @@ class MaskChecks:
     text_share: float = 0.5  # a line of characters read like a plate's spans this share of its width: a vote
     relook_conf: float = 0.5  # the box found again, this sure, in a crop of its own: a vote
     relook_sure: float = 0.7  # ... this sure: unread characters across the box are a vote too
+    words_share: float = 0.8  # a line read as words (no digit) spans this share of the box: a sign, never masked
     relook_context: float = 2.5  # that crop's side / the box's width (or twice its height)
     votes: int = 2
-    #: Look at the whole photo again at half the scale: plates too large for the model at full
-    #: scale (close-ups) are found there; such a plate must be large and confirmed like any other.
+    #: Look at the whole photo again at half the scale where characters of a plate this large
+    #: (share of the photo; a plate about a quarter of the photo wide) lie outside every box: plates
+    #: too large for the model at full scale (close-ups) are found there, and checked like any other.
     zoom_out: bool = True
+    zoom_text: float = 0.03
     #: A mask this large (share of the photo, padding included) lists the photo for review.
     review_area: float = 0.05
 

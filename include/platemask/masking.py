@@ -3,17 +3,17 @@
 The trip of a photo's plates, in order:
 
 1. **model pass**: the plate model on the whole photo (:class:`~platemask.detect.PlateDetector`);
-2. **zoomed out**: where characters as large as a large plate's lie outside every box, the whole
-   photo again at half the scale, for plates too large for the model at full scale (close-ups);
-   such a plate is checked like any other large box;
+2. **zoomed out**: where characters of a plate a quarter of the photo wide lie outside every box,
+   the whole photo again at half the scale, for plates too large for the model at full scale
+   (close-ups); such a plate is checked like any other large box;
 3. **checks** (:class:`~platemask.config.MaskChecks`): a small box is masked as it is; a large one
    could deface the photo if it is wrong, so it must be confirmed by two of three signs: the model
    is sure of it, characters that read like a plate's span its width (the second look's text
    detector and recogniser), and the model finds it again in a crop of its own. On photos with no
    plate the model boxes wheels, grilles, lamps, whole cars, lawns and signs, at confidences up to
    0.8; rarely do two of the three signs hold for them. Characters the recogniser cannot read (a
-   Japanese plate's kana, blur) count only with a sure look again; characters that read as words
-   (``OCCASIONS.NL``, but also a US plate's state name) count for nothing;
+   Japanese plate's kana, blur) count only with a sure look again; a box that words fill from
+   side to side (``OCCASIONS.NL``, ``EN ZONA VERDE``) is a sign, however sure the model is;
 4. **second look** (:mod:`platemask.second_look`): text and weak plates the masks leave visible,
    looked at closer; its masks are never larger than twice the plate the text could be, and a
    large one needs a second sign like a large box of the model's (text alone is never enough);
@@ -80,7 +80,8 @@ def find_masks(
     else:
         plates, weak, regions = detector.detect([image])[0], [], []
     reads = _PlateText(image, second_look if looking else None, regions)
-    if looking and checks.zoom_out and _large_text_left(regions, plates, large, padding, width, height):
+    zoom_text = checks.zoom_text * width * height
+    if looking and checks.zoom_out and _large_text_left(regions, plates, zoom_text, padding, width, height):
         plates = [*plates, *_zoomed_out(image, plates, second_look, detector, large)]
     kept, doubtful, dropped = _check(plates, reads, large, checks)
     if doubtful and second_look is not None:
@@ -122,7 +123,10 @@ def _check(
             kept.append(plate)
             continue
         lines = reads.across(plate.box, checks.text_share) if reads.enabled else _Lines.NONE
-        # Words (a sign, a slogan, a state's name over its plate) are no sign either way.
+        if lines == _Lines.WORDS and reads.across(plate.box, checks.words_share) == _Lines.WORDS:
+            dropped.append(plate)  # words fill it: a sign or a slogan (a Japanese plate always has digits)
+            continue
+        # Words across part of it (a state's name over a plate's unread number) are no sign either way.
         unread = lines == _Lines.UNREAD
         votes = int(plate.conf >= checks.sure) + int(lines == _Lines.PLATE)
         if votes >= checks.votes:
@@ -144,8 +148,8 @@ def _confirmed(doubt: _Doubt, again: Sequence[Detection], checks: MaskChecks) ->
 def _large_text_left(
     regions: Sequence[TextRegion], plates: Sequence[Detection], large: float, padding: float, width: int, height: int
 ) -> bool:
-    """Whether characters as large as a large plate's lie outside every box the model found: a
-    close-up's plate it may have missed at full scale (most photos have none: no zooming out)."""
+    """Whether characters of a plate of ``large`` pixels or more lie outside every box the model
+    found: a close-up's plate it may have missed at full scale (most photos have none)."""
     covered = [plate.padded(padding, width, height) for plate in plates]
     return any(
         _area(plate_around(region.box)) >= large and not any(overlap_of_smaller(region.box, c) >= 0.5 for c in covered)
