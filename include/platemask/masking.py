@@ -16,7 +16,8 @@ The trip of a photo's plates, in order:
    side to side (``OCCASIONS.NL``, ``EN ZONA VERDE``) is a sign, however sure the model is;
 4. **second look** (:mod:`platemask.second_look`): text and weak plates the masks leave visible,
    looked at closer; its masks are never larger than twice the plate the text could be, and a
-   large one needs a second sign like a large box of the model's (text alone is never enough);
+   large one needs a second sign like a large box of the model's (plate-like text alone that
+   large is listed for a person, not masked);
 5. **the final list**: every mask with where it came from (``Detection.source``), what is left
    visible for a person, and the photo's review reasons (:data:`platemask.review.REASONS`).
 
@@ -96,12 +97,14 @@ def find_masks(
     if looking:
         weak = [w for w in weak if _area(w.box) < large]  # a large weak box is no plate's closer look
         look = second_look.look(image, kept, detector, padding, weak, regions)
+        unmasked = look.unmasked
         for mask in look.masks:
             if _area(mask.box) < large or _second_sign(mask, reads, checks):
                 kept.append(mask)
+            elif mask.source == "second_look":
+                unmasked.append(mask)  # plate-like text as large as a large box: a person decides
             else:
                 dropped.append(mask)
-        unmasked = look.unmasked
     largest = max((_padded_area(p, padding, width, height) for p in kept), default=0)
     review = review_reasons(
         kept,

@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 #: Every reason code a record's ``review`` may hold, with what it asks the reader to check.
 REASONS: dict[str, str] = {
     "second_look_masked": "masked on the second look's word alone: is there a plate under it?",
-    "second_look_unmasked": "plate-like text left visible (PLATEMASK_SECOND_LOOK=review): is it a plate?",
+    "second_look_unmasked": "plate-like text left visible (review mode, or large and unconfirmed): is it a plate?",
     "low_confidence": "a mask from an unsure detection (below PLATEMASK_REVIEW_CONF): is the plate fully hidden?",
     "no_plate_found": "the car's first photo and no plate found: is a plate visible?",
     "large_mask": "a mask takes a large part of the photo: is it on a plate, not on the car?",
