@@ -298,18 +298,26 @@ def _score_set(
         started = time.perf_counter()
         plates = find_masks(image, detector, second_look, padding=padding, checks=checks).plates
         seconds = time.perf_counter() - started
-        masked = mask_area(plates, width, height, padding)
-        room = _room(boxes, width, height)
-        coverages = [float(masked[y1:y2, x1:x2].mean()) for x1, y1, x2, y2 in boxes]
-        extra = float((masked & ~room).mean())
-        stray = []
-        for plate in plates:
-            alone = mask_area([plate], width, height, padding)
-            outside = alone & ~room
-            if outside.sum() > 0.5 * alone.sum():
-                stray.append((plate, float(outside.mean())))
+        coverages, extra, stray = score_photo(plates, boxes, width, height, padding)
         photo = Photo(path, folder.name, extra, boxes, plates, stray)
         yield photo, seconds, coverages, [float(x2 - x1) for x1, _, x2, _ in boxes]
+
+
+def score_photo(
+    plates: Sequence[Detection], boxes: Sequence[Box], width: int, height: int, padding: float
+) -> tuple[list[float], float, list[tuple[Detection, float]]]:
+    """From the pixels the masks cover: each labelled plate's covered share, the share of the photo
+    masked outside every plate's room (_room), and the masks lying mostly outside, with what each adds."""
+    masked = mask_area(plates, width, height, padding)
+    room = _room(boxes, width, height)
+    coverages = [float(masked[y1:y2, x1:x2].mean()) for x1, y1, x2, y2 in boxes]
+    stray = []
+    for plate in plates:
+        alone = mask_area([plate], width, height, padding)
+        outside = alone & ~room
+        if outside.sum() > 0.5 * alone.sum():
+            stray.append((plate, float(outside.mean())))
+    return coverages, float((masked & ~room).mean()), stray
 
 
 def _room(boxes: Sequence[Box], width: int, height: int) -> np.ndarray:

@@ -19,6 +19,7 @@ from platemask.second_look import (
     _Candidate,
     get_second_look,
     looks_like_plate_text,
+    looks_like_words,
     plate_around,
 )
 from platemask.storage import LocalStorage
@@ -337,6 +338,23 @@ def test_a_sign_the_closer_look_rejects_is_left_alone(words: str) -> None:
 )
 def test_plate_like_text(text: str, plate_like: bool) -> None:
     assert looks_like_plate_text(text) is plate_like
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("OCCASIONS.NL", True),
+        ("EN ZONA VERDE", True),
+        ("RESERVED", True),
+        ("LEXUS 4 LIFE", False),  # a digit: it might be a plate
+        ("品川330", False),
+        ("AYO·9034", False),
+        ("SALE", True),
+        ("GTI", False),  # too short to tell
+    ],
+)
+def test_words_are_letters_without_a_digit(text: str, words: bool) -> None:
+    assert looks_like_words(text) is words
 
 
 @pytest.mark.inference
