@@ -41,6 +41,7 @@ import numpy as np
 from platemask.config import SecondLookOptions
 from platemask.detect import Detection, PlateDetector
 from platemask.errors import ModelError
+from platemask.render import mask_area
 from platemask.runtime import BackgroundLoad, cached_file, compile_openvino
 from platemask.storage import atomic_write
 
@@ -313,7 +314,7 @@ class SecondLook:
             return Look()
         regions = self.text_regions(image) if regions is None else regions
         height, width = image.shape[:2]
-        covered = _mask_of(plates, padding, width, height)
+        covered = mask_area(plates, width, height, padding)
         o = self.options
         largest = o.max_weak_plate_area * width * height
         weak = [d for d in weak if (d.box[2] - d.box[0]) * (d.box[3] - d.box[1]) <= largest]
@@ -471,14 +472,6 @@ def _from_tile(detection: Detection, left: int, top: int, w: int, h: int, x1: in
     if detection.polygon is not None:
         polygon = (detection.polygon - np.float32([left, top])) / gain + np.float32([x1, y1])
     return Detection(box=box, conf=detection.conf, polygon=polygon)
-
-
-def _mask_of(plates: Sequence[Detection], padding: float, width: int, height: int) -> np.ndarray:
-    covered = np.zeros((height, width), bool)
-    for plate in plates:
-        x1, y1, x2, y2 = plate.padded(padding, width, height)
-        covered[y1:y2, x1:x2] = True
-    return covered
 
 
 def _hidden(box: tuple[float, float, float, float], covered: np.ndarray, share: float = 0.9) -> bool:
