@@ -66,6 +66,11 @@ class Detection:
     #: second look chose) or ``second_look`` (plate-like text the closer look did not confirm).
     source: str = "model"
 
+    def margin(self, padding: float) -> float:
+        """The share of its size by which this plate's mask grows on each side (see :meth:`padded`)."""
+        tall = max(self.box[3] - self.box[1], 1.0)
+        return max(min(padding, MIN_PADDING), padding * min(1.0, FULL_PADDING_HEIGHT / tall))
+
     def padded(self, padding: float, width: int, height: int) -> tuple[int, int, int, int]:
         """The box grown on every side, clipped to the photo: what a mask covers.
 
@@ -76,7 +81,7 @@ class Detection:
         shape, 1.39 times its area instead of 2.25.
         """
         x1, y1, x2, y2 = self.box
-        padding = max(min(padding, MIN_PADDING), padding * min(1.0, FULL_PADDING_HEIGHT / max(y2 - y1, 1.0)))
+        padding = self.margin(padding)
         dx, dy = (x2 - x1) * padding, (y2 - y1) * padding
         return (
             max(0, int(np.floor(x1 - dx))),

@@ -20,6 +20,9 @@ from platemask.errors import ConfigError
 
 __all__ = ["add_banner", "mask_area", "mask_plates", "render_outputs"]
 
+LIT_PLATE = 190.0  # luma of a white plate in good light: the cover is drawn as it is there
+LOGO_GAIN = (0.35, 1.15)  # the cover never darker or brighter than this against its own colours
+
 
 def render_outputs(
     image: np.ndarray, detections: Sequence[Detection], *, first: bool, options: RenderOptions
@@ -52,9 +55,11 @@ def mask_plates(image: np.ndarray, detections: Sequence[Detection], options: Ren
         elif options.style == "pixelate":
             region[:] = _pixelate(region)
         else:
+            quad = _plate_quad(detection, options.padding)
+            gain = _lighting(image, quad)  # measured on the upload, before anything is drawn
             # Pixelate first: whatever the warped logo leaves uncovered inside the box stays unreadable.
             region[:] = _pixelate(region)
-            _draw_logo(out, _plate_quad(detection, options.padding), _load_rgba(options.logo))
+            _draw_logo(out, quad, _load_rgba(options.logo), gain)
     return out
 
 
@@ -119,16 +124,46 @@ def _blur(region: np.ndarray) -> np.ndarray:
 
 
 def _plate_quad(detection: Detection, padding: float) -> np.ndarray:
-    """Corners (TL, TR, BR, BL) of the plate, from its outline when the model gives one."""
-    if detection.polygon is not None:
-        (cx, cy), (rw, rh), angle = cv2.minAreaRect(detection.polygon)
-        if rw < rh:  # plates are wider than tall: normalise OpenCV's angle convention
-            rw, rh, angle = rh, rw, angle - 90
-        rect = ((cx, cy), (rw * (1 + 2 * padding), rh * (1 + 2 * padding)), angle)
-        return _order_corners(cv2.boxPoints(rect))
+    """Corners (TL, TR, BR, BL) of the plate grown by ``padding``, in perspective when the model
+    traced its outline (the outline's four corners), else the padded box's."""
+    padding = detection.margin(padding)
+    if detection.polygon is not None and len(detection.polygon) >= 4:
+        corners = _four_corners(detection.polygon)
+        centre = corners.mean(axis=0)
+        # Each corner moves away from the centre: the margin takes in the plate's frame.
+        return (centre + (corners - centre) * (1 + 2 * padding)).astype(np.float32)
     x1, y1, x2, y2 = detection.box
     dx, dy = (x2 - x1) * padding, (y2 - y1) * padding
     return np.array([[x1 - dx, y1 - dy], [x2 + dx, y1 - dy], [x2 + dx, y2 + dy], [x1 - dx, y2 + dy]], np.float32)
+
+
+def _four_corners(polygon: np.ndarray) -> np.ndarray:
+    """The outline as a quadrilateral: its hull simplified to four points, else its rotated rectangle."""
+    hull = cv2.convexHull(polygon.astype(np.float32))
+    perimeter = cv2.arcLength(hull, True)
+    for share in (0.02, 0.04, 0.06, 0.08, 0.1):
+        approx = cv2.approxPolyDP(hull, share * perimeter, True).reshape(-1, 2)
+        if len(approx) == 4:
+            return _order_corners(approx.astype(np.float32))
+        if len(approx) < 4:
+            break
+    return _order_corners(cv2.boxPoints(cv2.minAreaRect(polygon.astype(np.float32))))
+
+
+def _lighting(image: np.ndarray, quad: np.ndarray) -> float:
+    """How bright the plate is against a white plate in good light (luma LIT_PLATE): the cover's gain.
+
+    A cover in the shade of a bumper should be as dark as the plate it hides, not pasted on.
+    """
+    height, width = image.shape[:2]
+    x1, y1 = np.floor(quad.min(axis=0)).astype(int).clip(0, [width, height])
+    x2, y2 = np.ceil(quad.max(axis=0)).astype(int).clip(0, [width, height])
+    inside = np.zeros((y2 - y1, x2 - x1), np.uint8)
+    cv2.fillPoly(inside, [np.round(quad - [x1, y1]).astype(np.int32)], 1)
+    if not inside.any():
+        return 1.0
+    luma = float(cv2.mean(cv2.cvtColor(image[y1:y2, x1:x2], cv2.COLOR_BGR2GRAY), inside)[0])
+    return float(np.clip(luma / LIT_PLATE, *LOGO_GAIN))
 
 
 def _order_corners(points: np.ndarray) -> np.ndarray:
@@ -136,13 +171,16 @@ def _order_corners(points: np.ndarray) -> np.ndarray:
     return np.array([points[s.argmin()], points[d.argmin()], points[s.argmax()], points[d.argmax()]], np.float32)
 
 
-def _draw_logo(canvas: np.ndarray, quad: np.ndarray, logo: np.ndarray) -> None:
+def _draw_logo(canvas: np.ndarray, quad: np.ndarray, logo: np.ndarray, gain: float = 1.0) -> None:
     # Warp into the quad's bounding box only: warping onto a 12 MP canvas per plate is slow.
     height, width = canvas.shape[:2]
     x1, y1 = np.floor(quad.min(axis=0)).astype(int).clip(0, [width, height])
     x2, y2 = np.ceil(quad.max(axis=0)).astype(int).clip(0, [width, height])
     if x2 <= x1 or y2 <= y1:
         return
+    if gain != 1.0:
+        logo = logo.copy()
+        logo[:, :, :3] = np.clip(logo[:, :, :3].astype(np.float32) * gain, 0, 255).astype(np.uint8)
     h, w = logo.shape[:2]
     source = np.array([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]], np.float32)
     matrix = cv2.getPerspectiveTransform(source, (quad - [x1, y1]).astype(np.float32))

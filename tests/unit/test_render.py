@@ -115,3 +115,49 @@ def test_logo_uses_the_plate_outline() -> None:
     b, _, r = (out[inside > 0].astype(int)[:, i] for i in range(3))
     navy = (b > r + 20) & (b < 120)
     assert navy.mean() > 0.5
+
+
+def _generated_plate(seed: int = 200_007, light: float = 1.0) -> tuple[np.ndarray, Detection, np.ndarray]:
+    """A generated rear view (lit by ``light``), its plate as the model traces it (ragged), and its corners."""
+    from tests.support.synthetic import make_car_photo
+
+    photo = make_car_photo(seed=seed, size=(1280, 960), view="rear")
+    image = np.clip(photo.image.astype(np.float32) * light, 0, 255).astype(np.uint8)
+    quad = photo.plate_quad
+    # An outline as a segmentation traces it: many points along the plate's edges, a pixel or two off.
+    edges = [
+        quad[i] + (quad[(i + 1) % 4] - quad[i]) * t for i in range(4) for t in np.linspace(0, 1, 12, endpoint=False)
+    ]
+    outline = np.float32(edges) + np.random.default_rng(seed).normal(0, 1.0, (len(edges), 2)).astype(np.float32)
+    (x1, y1), (x2, y2) = quad.min(axis=0), quad.max(axis=0)
+    return image, Detection(box=(float(x1), float(y1), float(x2), float(y2)), conf=0.9, polygon=outline), quad
+
+
+def test_the_logo_is_warped_onto_the_plates_corners_and_covers_it() -> None:
+    image, plate, quad = _generated_plate()
+    out = mask_plates(image, [plate], RenderOptions(style="logo", banner=None))
+    inside = np.zeros(image.shape[:2], np.uint8)
+    cv2.fillPoly(inside, [np.round(quad).astype(np.int32)], 1)
+    b, g, r = (out[inside > 0].astype(int)[:, i] for i in range(3))
+    # The cover's navy face and its lettering, not the plate: blue over red, no white plate left.
+    covered = (b > r + 10) | ((b > 150) & (g > 150) & (r > 150) & (np.abs(b - r) < 30))
+    assert covered.mean() > 0.9
+    assert np.abs(out[inside > 0].astype(int) - image[inside > 0]).mean() > 40  # the plate is gone
+    # Nothing is drawn outside the plate's padded box.
+    x1, y1, x2, y2 = plate.padded(RenderOptions().padding, image.shape[1], image.shape[0])
+    outside = np.ones(image.shape[:2], bool)
+    outside[y1:y2, x1:x2] = False
+    assert (out[outside] == image[outside]).all()
+
+
+def test_the_logo_is_as_bright_as_the_plate_it_hides() -> None:
+    """A cover in the shade is as dark as the plate there, not pasted on in full light."""
+    faces = []
+    for light in (1.0, 0.45):
+        image, plate, quad = _generated_plate(light=light)
+        out = mask_plates(image, [plate], RenderOptions(style="logo", banner=None))
+        inside = np.zeros(image.shape[:2], np.uint8)
+        cv2.fillPoly(inside, [np.round(quad).astype(np.int32)], 1)
+        faces.append(float(cv2.mean(cv2.cvtColor(out, cv2.COLOR_BGR2GRAY), inside)[0]))
+    lit, shaded = faces
+    assert shaded < 0.7 * lit
