@@ -62,7 +62,7 @@ _TILE = 320  # side of one crop in the closer look's mosaic (at most 640 × 640)
 _GRID = 2
 _PAD_VALUE = 114
 #: A plate around its text region is this much wider and taller (plate_around).
-PLATE_PER_TEXT = (1.3, 2.2)
+PLATE_PER_TEXT = (1.6, 2.8)
 #: A second-look mask is at most this many times a plate's width and height (area: its square).
 MAX_GROWTH = 2.0
 _LOOKS: dict[SecondLookOptions, SecondLook] = {}
@@ -514,8 +514,10 @@ def _scaled(box: tuple[float, ...], factor: float) -> tuple[float, float, float,
 def plate_around(text: tuple[float, ...]) -> tuple[float, float, float, float]:
     """The plate a line of characters could belong to: the text box grown by PLATE_PER_TEXT.
 
-    A plate's characters span most of its width; a Japanese plate's big number line is about
-    half its height, and the small top line is often a text region of its own.
+    A plate's characters span most of its width (a US plate's about 60 %, an EU plate's 80 %); a
+    Japanese plate's big number line is about 40 % of its height, and the small top line is
+    often a text region of its own. Measured against 1.3 × 2.2: as many plates hidden and fewer
+    photos defaced (a larger plate is more often a large one, which needs a second sign).
     """
     cx, cy = (text[0] + text[2]) / 2, (text[1] + text[3]) / 2
     width = (text[2] - text[0]) * PLATE_PER_TEXT[0]
