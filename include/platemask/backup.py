@@ -1,7 +1,8 @@
 """Spec rule 1: back up each original once, and start every run from the clean original.
 
 A backup is created atomically and only if absent, so two workers racing on one photo cannot
-clobber it. When the photo on storage differs from its backup, three cases exist: it is the
+clobber it, and never from a photo we wrote ourselves (its backup is missing: an error that
+names it). When the photo on storage differs from its backup, three cases exist: it is the
 backup itself, it is our own banner output of that backup (put the backup back), or staff
 uploaded a new photo (keep the old backup under ``.history/`` and back up the new one — never
 silently revert a new upload).
@@ -58,6 +59,7 @@ def prepare_original(
     current = store.read(paths.original, max_bytes=limits.max_bytes)
     backup = _read_backup(paths, backups, limits)
     if backup is None:
+        _refuse_our_own_output(paths, current, known_outputs)
         inspect(current, limits)  # never make a backup of something we will refuse anyway
         # On S3 this is a server-side copy of the original's object: the bytes don't travel again.
         if backups.create_from(paths.backup, paths.original, current):
@@ -74,6 +76,19 @@ def prepare_original(
         store.write(paths.original, backup)  # our banner version: put the clean original back
         return CleanOriginal(backup, backup_sha, restored=True)
     return _adopt_new_upload(paths, backups, limits, current, backup, backup_sha)
+
+
+def _refuse_our_own_output(paths: PhotoPaths, current: bytes, known_outputs: Collection[str]) -> None:
+    """A photo we wrote is never taken for an original: its backup is gone (``.backup/`` cleaned,
+    the backup settings changed), and backing up the banner version would make it the original
+    for good (a second banner next run, the banner version back on restore)."""
+    source = output_source(current)
+    if source is not None or sha256(current) in known_outputs:
+        named = f" (written from an original of sha256 {source[:16]}…)" if source else ""
+        raise BackupError(
+            f"{paths.original} is platemask's own output{named} and its backup {paths.backup} is "
+            "missing: put the original back there (or restore it), then run the car again"
+        )
 
 
 def _adopt_new_upload(

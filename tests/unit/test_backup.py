@@ -6,7 +6,7 @@ import pytest
 
 from platemask.backup import history_path, prepare_original
 from platemask.config import Limits
-from platemask.errors import InvalidImageError, MissingFileError
+from platemask.errors import BackupError, InvalidImageError, MissingFileError
 from platemask.images import encode_jpeg, sha256
 from platemask.paths import photo_paths
 from platemask.storage import LocalStorage
@@ -47,6 +47,24 @@ def test_our_banner_output_is_replaced_by_the_backup(store: LocalStorage, put_ph
     clean = prepare_original(PATHS, store, store, LIMITS)
     assert clean.restored and clean.data == original
     assert (photo_root / PATH.lstrip("/")).read_bytes() == original  # restored before processing
+
+
+@pytest.mark.parametrize("marked", [True, False], ids=["our-comment", "known-from-tracking"])
+def test_our_output_without_its_backup_is_never_backed_up(store: LocalStorage, put_photo, photo_root, marked) -> None:
+    """``.backup/`` cleaned, or the backup settings changed: the banner version must not become the original."""
+    original = put_photo(PATH)
+    prepare_original(PATHS, store, store, LIMITS)
+    ours = (
+        encode_jpeg(noisy_photo(seed=5), quality=90, source_sha256=sha256(original))
+        if marked
+        else jpeg_bytes(noisy_photo(seed=6))
+    )
+    put_photo(PATH, ours)
+    (photo_root / PATHS.backup.lstrip("/")).unlink()
+    with pytest.raises(BackupError, match=r"own output.*backup /upfile/1041/8430/\.backup/10418430001\.jpg is missing"):
+        prepare_original(PATHS, store, store, LIMITS, known_outputs=() if marked else {sha256(ours)})
+    assert not (photo_root / PATHS.backup.lstrip("/")).exists()  # nothing taken for the original
+    assert (photo_root / PATH.lstrip("/")).read_bytes() == ours  # and the photo left as it is
 
 
 def test_output_known_from_tracking_is_replaced(store: LocalStorage, put_photo) -> None:
