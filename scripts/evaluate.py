@@ -120,7 +120,7 @@ class Score:
         ]
 
 
-SETTING = ["model", "flip", "second look", "weak", "conf", "pad", "checks"]
+SETTING = ["model", "flip", "second look", "conf", "pad", "checks"]
 HEADER = [
     "set",
     *SETTING,
@@ -154,24 +154,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows: list[list[str]] = []
     models = [_model_path(name) for name in args.model or ["built-in"]]
     settings = [
-        (m, f, c, s, w, p, k)
+        (m, f, c, s, p, k)
         for m in models
         for f in args.flip
         for c in args.conf
         for s in args.second_look
-        for w in (args.weak_plate_conf if s != "off" else args.weak_plate_conf[:1])
         for p in args.padding
         for k in args.checks
     ]
-    for number, (model, flip, conf, mode, weak, padding, checks) in enumerate(settings, 1):
+    for number, (model, flip, conf, mode, padding, checks) in enumerate(settings, 1):
         detector = PlateDetector(DetectOptions(model=model, conf=conf, flip=flip == "on"))
         detector.load_async().result()  # load time is not per-photo time
-        second_look = SecondLook(SecondLookOptions(mode=mode, weak_plate_conf=weak, max_candidates=args.max_candidates))
+        second_look = SecondLook(SecondLookOptions(mode=mode, max_candidates=args.max_candidates))
         if second_look.enabled:
             second_look.load_async().result()
-        # Weak plates are candidates only below conf: a weak threshold at or above it turns them off.
-        weak_cell = f"{weak:.2f}" if mode != "off" and weak < conf else "-"
-        setting = [_model_name(model), flip, mode, weak_cell, f"{conf:.2f}", f"{padding:.2f}", checks]
+        setting = [_model_name(model), flip, mode, f"{conf:.2f}", f"{padding:.2f}", checks]
         total, photos = Score(), []
         for folder in sets:
             score = Score()
@@ -237,13 +234,6 @@ def _parser() -> argparse.ArgumentParser:
         choices=SECOND_LOOK_MODES,
         default=[SecondLookOptions.mode],
         help="PLATEMASK_SECOND_LOOK mode(s): the text detector and closer look after the model",
-    )
-    parser.add_argument(
-        "--weak-plate-conf",
-        type=float,
-        nargs="+",
-        default=[SecondLookOptions.weak_plate_conf],
-        help="the second look's weak-plate threshold(s): detections from it up to --conf get a closer look",
     )
     parser.add_argument(
         "--checks",

@@ -115,12 +115,6 @@ class SecondLookOptions:
     min_crop: float = 48.0  # never enlarge a crop more than 320 / 48 ≈ 7×
     weak_conf: float = 0.02  # a closer-look plate at least this sure keeps a candidate unconfirmed
     max_plate_share: float = 0.5  # of a closer look's crop side: a larger box is no plate
-    #: The model's own detections from this confidence up to PLATEMASK_CONF are candidates too:
-    #: a plate the closer look confirms at PLATEMASK_CONF is masked, the rest are left alone.
-    weak_plate_conf: float = 0.35  # at PLATEMASK_CONF: off (0.15 hid 1 plate more in 1,035, scripts/evaluate.py)
-    max_weak_plates: int = 4  # one closer look at most per photo, the surest first
-    max_weak_plate_area: float = 0.05  # of the photo: a larger weak box is a facade or a car, not a plate
-    plate_context: float = 6.0  # crop side / plate width for a weak plate's closer look
     read_conf: float = 0.7  # the recogniser must be this sure of plate-like characters
     #: A mask from a detection below this confidence is listed for review (``low_confidence``).
     review_conf: float = 0.50

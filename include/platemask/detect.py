@@ -36,6 +36,7 @@ from platemask.runtime import BackgroundLoad, SegmentationModel, is_direct_model
 __all__ = [
     "Detection",
     "PlateDetector",
+    "box_iou",
     "default_model_path",
     "export_openvino",
     "get_detector",
@@ -330,7 +331,7 @@ def _merge(first: Sequence[Detection], second: Sequence[Detection], iou: float, 
     kept: list[Detection] = []
     for detection in sorted([*first, *second], key=lambda d: d.conf, reverse=True):
         for i, other in enumerate(kept):
-            if _iou(detection.box, other.box) > iou:
+            if box_iou(detection.box, other.box) > iou:
                 # Grow the kept box to cover both: the mask must never hide less than either pass.
                 box = (
                     min(other.box[0], detection.box[0]),
@@ -345,7 +346,8 @@ def _merge(first: Sequence[Detection], second: Sequence[Detection], iou: float, 
     return kept[:max_det]
 
 
-def _iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
+def box_iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    """Intersection over union of two boxes."""
     width = min(a[2], b[2]) - max(a[0], b[0])
     height = min(a[3], b[3]) - max(a[1], b[1])
     if width <= 0 or height <= 0:

@@ -14,7 +14,7 @@ The trip of a photo's plates, in order:
    0.8; rarely do two of the three signs hold for them. Characters the recogniser cannot read (a
    Japanese plate's kana, blur) count only with a sure look again; a box that words fill from
    side to side (``OCCASIONS.NL``, ``EN ZONA VERDE``) is a sign, however sure the model is;
-4. **second look** (:mod:`platemask.second_look`): text and weak plates the masks leave visible,
+4. **second look** (:mod:`platemask.second_look`): text the masks leave visible,
    looked at closer; its masks are never larger than twice the plate the text could be, and a
    large one needs a second sign like a large box of the model's (plate-like text alone that
    large is listed for a person, not masked);
@@ -27,13 +27,14 @@ what is measured is what ships.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from platemask.config import MaskChecks
-from platemask.detect import Detection, PlateDetector
+from platemask.detect import Detection, PlateDetector, box_iou
 from platemask.review import review_reasons
 from platemask.second_look import (
     SecondLook,
@@ -58,7 +59,6 @@ class Masks:
     plates: list[Detection] = field(default_factory=list)  # to hide, each with its ``source``
     unmasked: list[Detection] = field(default_factory=list)  # plate-like, left visible (review mode)
     review: list[str] = field(default_factory=list)  # reason codes (platemask.review.REASONS)
-    dropped: list[Detection] = field(default_factory=list)  # large boxes the checks did not confirm
 
 
 def find_masks(
@@ -75,37 +75,27 @@ def find_masks(
     height, width = image.shape[:2]
     large = checks.large * width * height
     looking = second_look is not None and second_look.enabled
-    if looking:
-        plates, weak = second_look.first_pass(image, detector)
-        regions = second_look.text_regions(image)
-    else:
-        plates, weak, regions = detector.detect([image])[0], [], []
+    plates = detector.detect([image])[0]
+    regions = second_look.text_regions(image) if looking else []
     reads = _PlateText(image, second_look if looking else None, regions)
     zoom_text = checks.zoom_text * width * height
     if looking and checks.zoom_out and _large_text_left(regions, plates, zoom_text, padding, width, height):
         plates = [*plates, *_zoomed_out(image, plates, second_look, detector, large)]
-    kept, doubtful, dropped = _check(plates, reads, large, checks)
-    if doubtful and second_look is not None:
-        again = second_look.look_again(
-            image, [(doubt.plate.box, checks.relook_context) for doubt in doubtful], detector
-        )
-        for doubt, found in zip(doubtful, again, strict=True):
-            (kept if _confirmed(doubt, found, checks) else dropped).append(doubt.plate)
-    else:  # nothing to look again with: a doubt is a no
-        dropped += [doubt.plate for doubt in doubtful]
+    kept, doubtful = _check(plates, reads, large, checks)
+    if doubtful and second_look is not None:  # without a look again, a doubt is a no
+        windows = [(doubt.plate.box, checks.relook_context) for doubt in doubtful]
+        again = second_look.look_again(image, windows, detector)
+        kept += [doubt.plate for doubt, found in zip(doubtful, again, strict=True) if _confirmed(doubt, found, checks)]
     unmasked: list[Detection] = []
     if looking:
-        weak = [w for w in weak if _area(w.box) < large]  # a large weak box is no plate's closer look
-        look = second_look.look(image, kept, detector, padding, weak, regions)
+        look = second_look.look(image, kept, detector, padding, regions)
         unmasked = look.unmasked
         for mask in look.masks:
             if _area(mask.box) < large or _second_sign(mask, reads, checks):
                 kept.append(mask)
             elif mask.source == "second_look":
                 unmasked.append(mask)  # plate-like text as large as a large box: a person decides
-            else:
-                dropped.append(mask)
-    largest = max((_padded_area(p, padding, width, height) for p in kept), default=0)
+    largest = max((_area(p.padded(padding, width, height)) for p in kept), default=0)
     review = review_reasons(
         kept,
         unmasked,
@@ -113,22 +103,21 @@ def find_masks(
         review_conf=review_conf,
         large_mask=largest >= checks.review_area * width * height,
     )
-    return Masks(kept, unmasked, review, dropped)
+    return Masks(kept, unmasked, review)
 
 
 def _check(
     plates: Sequence[Detection], reads: _PlateText, large: float, checks: MaskChecks
-) -> tuple[list[Detection], list[_Doubt], list[Detection]]:
-    """The model's boxes sorted into kept, doubtful (a look at their own crop decides) and dropped."""
-    kept, doubtful, dropped = [], [], []
+) -> tuple[list[Detection], list[_Doubt]]:
+    """The boxes to mask, and the doubtful ones a look at their own crop decides; the rest are dropped."""
+    kept, doubtful = [], []
     for plate in plates:
         if _area(plate.box) < large:
             kept.append(plate)
             continue
-        lines = reads.across(plate.box, checks.text_share) if reads.enabled else _Lines.NONE
+        lines = reads.across(plate.box, checks.text_share)
         if lines == _Lines.WORDS and reads.across(plate.box, checks.words_share) == _Lines.WORDS:
-            dropped.append(plate)  # words fill it: a sign or a slogan (a Japanese plate always has digits)
-            continue
+            continue  # words fill it: a sign or a slogan (a Japanese plate always has digits)
         # Words across part of it (a state's name over a plate's unread number) are no sign either way.
         unread = lines == _Lines.UNREAD
         votes = int(plate.conf >= checks.sure) + int(lines == _Lines.PLATE)
@@ -136,14 +125,12 @@ def _check(
             kept.append(plate)
         elif votes + 1 + int(unread) >= checks.votes:
             doubtful.append(_Doubt(plate, votes, unread))
-        else:
-            dropped.append(plate)
-    return kept, doubtful, dropped
+    return kept, doubtful
 
 
 def _confirmed(doubt: _Doubt, again: Sequence[Detection], checks: MaskChecks) -> bool:
     """Whether the look at the box's own crop tips a doubtful box over (see MaskChecks)."""
-    best = max((d.conf for d in again if _iou(d.box, doubt.plate.box) >= 0.3), default=0.0)
+    best = max((d.conf for d in again if box_iou(d.box, doubt.plate.box) >= 0.3), default=0.0)
     votes = doubt.votes + int(best >= checks.relook_conf) + int(doubt.unread and best >= checks.relook_sure)
     return votes >= checks.votes
 
@@ -199,10 +186,13 @@ class _Doubt:
     unread: bool  # characters across it that do not read like a plate's
 
 
-class _Lines:
+class _Lines(enum.Enum):
     """What the lines of characters across a box say: a plate's line, a line not read, or words."""
 
-    PLATE, UNREAD, WORDS, NONE = "plate", "unread", "words", "none"
+    PLATE = "plate"
+    UNREAD = "unread"
+    WORDS = "words"
+    NONE = "none"
 
 
 class _PlateText:
@@ -210,14 +200,9 @@ class _PlateText:
 
     def __init__(self, image: np.ndarray, second_look: SecondLook | None, regions: Sequence[TextRegion]) -> None:
         self._image, self._second_look, self._regions = image, second_look, regions
-        self._read: dict[int, str] = {}  # region index: what it says (_Lines), each region read once
+        self._read: dict[int, _Lines] = {}  # region index: what it says (_Lines), each region read once
 
-    @property
-    def enabled(self) -> bool:
-        """Whether there are lines to ask about (the second look reads them)."""
-        return self._second_look is not None
-
-    def across(self, box: Box, share: float) -> str:
+    def across(self, box: Box, share: float) -> _Lines:
         """What the lines in the box that span ``share`` of its width say (_Lines), a plate's first.
 
         Only a region within the box (70 % of it) and at most twice its size counts: a plate's
@@ -225,6 +210,8 @@ class _PlateText:
         the recogniser cannot read (a Japanese plate's kana, blur) is an unread line; signs,
         slogans and badges read as words.
         """
+        if self._second_look is None:
+            return _Lines.NONE  # no second look: nothing read
         width, area = box[2] - box[0], _area(box)
         said = set()
         for index, region in enumerate(self._regions):
@@ -237,9 +224,9 @@ class _PlateText:
                 return what
         return _Lines.NONE
 
-    def _says(self, index: int, region: TextRegion) -> str:
+    def _says(self, index: int, region: TextRegion) -> _Lines:
+        assert self._second_look is not None
         if index not in self._read:
-            assert self._second_look is not None
             text, sure = self._second_look.read(self._image, region)
             if sure and looks_like_plate_text(text):
                 self._read[index] = _Lines.PLATE
@@ -252,16 +239,3 @@ class _PlateText:
 
 def _area(box: Sequence[float]) -> float:
     return max(0.0, box[2] - box[0]) * max(0.0, box[3] - box[1])
-
-
-def _padded_area(plate: Detection, padding: float, width: int, height: int) -> float:
-    return _area(plate.padded(padding, width, height))
-
-
-def _iou(a: Box, b: Box) -> float:
-    w = min(a[2], b[2]) - max(a[0], b[0])
-    h = min(a[3], b[3]) - max(a[1], b[1])
-    if w <= 0 or h <= 0:
-        return 0.0
-    inter = w * h
-    return inter / (_area(a) + _area(b) - inter)

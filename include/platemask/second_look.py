@@ -6,12 +6,11 @@ wheel) marks every place where characters are; on real photos every plate the mo
 such a place. Alone it cannot mask (signs, badges and stickers are text too), so:
 
 1. text regions that the plate masks do not already cover, and that are shaped like a plate's
-   characters, become *candidates*; so do the model's own weak detections (below
-   ``PLATEMASK_CONF``, from ``weak_plate_conf`` up), most of them small, distant plates;
+   characters, become *candidates*;
 2. each candidate gets a closer look by the plate model: a crop around it, enlarged so that a
    plate there is a comfortable size for the model; up to four crops share one inference (a
    mosaic of 320-px tiles, 1 × 2 or 2 × 2). A plate found there at ``PLATEMASK_CONF`` is masked
-   like any other (``closer_look``); a weak detection it does not confirm is left alone;
+   like any other (``closer_look``), never larger than twice the plate the text could be;
 3. a candidate the closer look only half-believes (a weak detection) stays *unconfirmed*; one
    it does not see at all is read by the bundled recogniser (PP-OCRv4 ``rec``) and stays
    unconfirmed when its characters read like a plate (:func:`looks_like_plate_text`). The mode
@@ -84,14 +83,8 @@ class TextRegion:
         return float(x1), float(y1), float(x2), float(y2)
 
 
-@dataclass(frozen=True)
-class _Candidate:
-    """Something the closer look checks: a text region, or one of the model's weak plates."""
-
-    box: tuple[float, float, float, float]
-    context: float  # crop side / box width
-    region: TextRegion | None = None
-    plate: Detection | None = None
+#: What the closer look crops: a box, and the crop's side as a multiple of the box's width.
+Window = tuple[tuple[float, float, float, float], float]
 
 
 @dataclass
@@ -259,7 +252,6 @@ class SecondLook:
         self._text: TextDetector | None = None
         self._reader: TextReader | None = None
         self._loader = BackgroundLoad(self._load, "platemask-text")
-        self._largest = _TILE * options.max_plate_share  # in mosaic pixels
 
     @property
     def enabled(self) -> bool:
@@ -276,18 +268,6 @@ class SecondLook:
         )
         self._reader = TextReader(text_model_path("ch_PP-OCRv4_rec_infer.onnx"))
 
-    def first_pass(self, image: np.ndarray, detector: PlateDetector) -> tuple[list[Detection], list[Detection]]:
-        """The model's plates in one photo and, when this look is on, its weak detections (one model pass).
-
-        Weak detections are those from ``weak_plate_conf`` up to the model's own threshold: not
-        masked as they are, but candidates for :meth:`look`.
-        """
-        conf = detector.options.conf
-        if not self.enabled or self.options.weak_plate_conf >= conf:
-            return detector.detect([image])[0], []
-        found = detector.detect([image], conf=self.options.weak_plate_conf)[0]
-        return [d for d in found if d.conf >= conf], [d for d in found if d.conf < conf]
-
     def text_regions(self, image: np.ndarray) -> list[TextRegion]:
         """Where the text detector sees characters in the photo (empty when this look is off)."""
         if not self.enabled:
@@ -302,32 +282,25 @@ class SecondLook:
         plates: Sequence[Detection],
         detector: PlateDetector,
         padding: float,
-        weak: Sequence[Detection] = (),
         regions: Sequence[TextRegion] | None = None,
     ) -> Look:
         """Candidates the ``plates`` (masked with ``padding``) leave visible, looked at closer.
 
-        ``weak``: the model's weak detections from :meth:`first_pass`; ``regions``: the photo's
-        :meth:`text_regions` (or those to consider), when already known.
+        ``regions``: the photo's :meth:`text_regions`, when already known.
         """
         if not self.enabled:
             return Look()
         regions = self.text_regions(image) if regions is None else regions
         height, width = image.shape[:2]
         covered = mask_area(plates, width, height, padding)
-        o = self.options
-        largest = o.max_weak_plate_area * width * height
-        weak = [d for d in weak if (d.box[2] - d.box[0]) * (d.box[3] - d.box[1]) <= largest]
-        weak = sorted((d for d in weak if not _hidden(d.box, covered)), key=lambda d: d.conf, reverse=True)
-        regions = [r for r in regions if self._plate_like(r, width, height)]
-        regions = sorted((r for r in regions if not _hidden(r.box, covered)), key=lambda r: r.score, reverse=True)
-        candidates = [_Candidate(d.box, o.plate_context, plate=d) for d in weak[: o.max_weak_plates]]
-        candidates += [_Candidate(r.box, o.context, region=r) for r in regions[: o.max_candidates]]
+        regions = [r for r in regions if self._plate_like(r, width, height) and not _hidden(r.box, covered)]
+        candidates = sorted(regions, key=lambda r: r.score, reverse=True)[: self.options.max_candidates]
         look = Look()
         for index in range(0, len(candidates), _GRID * _GRID):
             batch = candidates[index : index + _GRID * _GRID]
-            for candidate, found in zip(batch, self._closer_look(image, batch, detector), strict=True):
-                self._decide(image, candidate, found, look, detector.options.conf)
+            windows = [(region.box, self.options.context) for region in batch]
+            for region, found in zip(batch, self._closer_look(image, windows, detector), strict=True):
+                self._decide(image, region, found, look, detector.options.conf)
         return look
 
     def read(self, image: np.ndarray, region: TextRegion) -> tuple[str, bool]:
@@ -343,20 +316,16 @@ class SecondLook:
         return sure and looks_like_plate_text(text)
 
     def look_again(
-        self,
-        image: np.ndarray,
-        windows: Sequence[tuple[tuple[float, float, float, float], float]],
-        detector: PlateDetector,
+        self, image: np.ndarray, windows: Sequence[Window], detector: PlateDetector
     ) -> list[list[Detection]]:
-        """What the model finds in each window (a box and its crop's side / box width), in photo pixels.
+        """What the model finds in each window, in photo pixels.
 
         The same mosaic as the closer look (four windows per inference), but any box counts,
         however much of its tile it takes: a whole photo zoomed out is a window too.
         """
         found: list[list[Detection]] = []
         for index in range(0, len(windows), _GRID * _GRID):
-            batch = [_Candidate(box, context) for box, context in windows[index : index + _GRID * _GRID]]
-            found += self._closer_look(image, batch, detector, largest=None)
+            found += self._closer_look(image, windows[index : index + _GRID * _GRID], detector, any_size=True)
         return found
 
     def _plate_like(self, region: TextRegion, width: int, height: int) -> bool:
@@ -372,22 +341,20 @@ class SecondLook:
         )
 
     def _closer_look(
-        self,
-        image: np.ndarray,
-        candidates: Sequence[_Candidate],
-        detector: PlateDetector,
-        largest: float | None = -1.0,
+        self, image: np.ndarray, windows: Sequence[Window], detector: PlateDetector, *, any_size: bool = False
     ) -> list[list[Detection]]:
-        """Plates the model finds in an enlarged crop around each candidate (up to four per inference).
+        """Plates the model finds in an enlarged crop of each window (up to four per inference).
+
+        Unless ``any_size``, a box taking more than ``max_plate_share`` of its crop is no plate.
 
         One or two crops make a 320 × 640 mosaic, which a model of free input size runs in half
         the time of the full 640 × 640 (most closer looks have one or two candidates).
         """
-        rows = 1 if len(candidates) <= _GRID else _GRID
+        rows = 1 if len(windows) <= _GRID else _GRID
         mosaic = np.full((_TILE * rows, _TILE * _GRID, 3), _PAD_VALUE, np.uint8)
         placed = []
-        for slot, candidate in enumerate(candidates):
-            crop_box, gain = self._crop_window(candidate, image.shape)
+        for slot, (box, context) in enumerate(windows):
+            crop_box, gain = self._crop_window(box, context, image.shape)
             x1, y1, x2, y2 = crop_box
             crop = image[y1:y2, x1:x2]
             w, h = max(1, round((x2 - x1) * gain)), max(1, round((y2 - y1) * gain))
@@ -396,13 +363,10 @@ class SecondLook:
             mosaic[top : top + h, left : left + w] = cv2.resize(crop, (w, h), interpolation=interpolation)
             placed.append((left, top, w, h, x1, y1, gain))
         [found] = detector.detect([mosaic], conf=self.options.weak_conf)
-        per_region: list[list[Detection]] = [[] for _ in candidates]
-        largest = self._largest if largest == -1.0 else largest
+        per_region: list[list[Detection]] = [[] for _ in windows]
+        largest = float("inf") if any_size else _TILE * self.options.max_plate_share
         for detection in found:
-            if (
-                largest is not None
-                and max(detection.box[2] - detection.box[0], detection.box[3] - detection.box[1]) > largest
-            ):
+            if max(detection.box[2] - detection.box[0], detection.box[3] - detection.box[1]) > largest:
                 # The model taking most of a crop for a plate: no plate's box (on the evaluation
                 # photos, such boxes hid up to three quarters of a photo, and few plates).
                 continue
@@ -414,11 +378,13 @@ class SecondLook:
                     break
         return per_region
 
-    def _crop_window(self, candidate: _Candidate, shape: tuple[int, ...]) -> tuple[tuple[int, int, int, int], float]:
-        """A square window centred on the candidate, wide enough for the plate around it, and its zoom into a tile."""
+    def _crop_window(
+        self, box: tuple[float, ...], context: float, shape: tuple[int, ...]
+    ) -> tuple[tuple[int, int, int, int], float]:
+        """A square crop centred on the box, ``context`` × its width (or twice its height), and its zoom into a tile."""
         height, width = shape[:2]
-        x1, y1, x2, y2 = candidate.box
-        side = max((x2 - x1) * candidate.context, (y2 - y1) * candidate.context * 2, self.options.min_crop)
+        x1, y1, x2, y2 = box
+        side = max((x2 - x1) * context, (y2 - y1) * context * 2, self.options.min_crop)
         side = min(side, max(width, height))
         cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
         left = int(min(max(cx - side / 2, 0), max(width - side, 0)))
@@ -426,26 +392,18 @@ class SecondLook:
         right, bottom = min(width, int(left + side)), min(height, int(top + side))
         return (left, top, right, bottom), _TILE / max(right - left, bottom - top)
 
-    def _decide(
-        self, image: np.ndarray, candidate: _Candidate, found: list[Detection], look: Look, conf: float
-    ) -> None:
-        """A plate on the candidate is masked; on a text region, a weak one or plate-like characters are
-        unconfirmed; anything else is dropped. No mask is ever larger than the plate the candidate
-        could be (:func:`plate_around`) grown to twice its width and height."""
-        on_region = [d for d in found if overlap_of_smaller(d.box, candidate.box) >= 0.3]
+    def _decide(self, image: np.ndarray, region: TextRegion, found: list[Detection], look: Look, conf: float) -> None:
+        """A plate on the region is masked; a weak one or plate-like characters are unconfirmed;
+        anything else is dropped. No mask is ever larger than the plate the region could belong
+        to (:func:`plate_around`) grown to twice its width and height."""
+        on_region = [d for d in found if overlap_of_smaller(d.box, region.box) >= 0.3]
         best = max(on_region, key=lambda d: d.conf) if on_region else None
-        region = candidate.region
-        plate = plate_around(region.box) if region is not None else candidate.box
+        plate = plate_around(region.box)
         if best is not None and best.conf >= conf:
             box = _clip(best.box, _scaled(plate, MAX_GROWTH))
-            if candidate.plate is not None:
-                # Both boxes: the first pass saw the plate at its own scale, the closer look enlarged.
-                box = _union(box, candidate.plate.box)
             outline = best.polygon if box == best.box else None  # an outline is only good for its own box
             look.masks.append(replace(best, box=box, polygon=outline, source="closer_look"))
             return
-        if region is None:
-            return  # a weak plate the closer look does not confirm: most are lamps, signs and facades
         if best is None and not self.reads_like_plate(image, region):
             return
         # Only the plate its characters could be: a weak closer-look box is no measure of a plate
@@ -492,10 +450,6 @@ def overlap_of_smaller(a: tuple[float, ...], b: tuple[float, ...]) -> float:
         return 0.0
     smaller = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
     return w * h / smaller if smaller > 0 else 0.0
-
-
-def _union(a: tuple[float, ...], b: tuple[float, ...]) -> tuple[float, float, float, float]:
-    return min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])
 
 
 def _clip(box: tuple[float, ...], window: tuple[float, ...]) -> tuple[float, float, float, float]:

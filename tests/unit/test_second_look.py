@@ -1,4 +1,4 @@
-"""The second look: text regions and weak plates the masks leave visible, looked at closer; its three modes."""
+"""The second look: text regions the masks leave visible, looked at closer; its three modes."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from platemask.second_look import (
     Look,
     SecondLook,
     TextRegion,
-    _Candidate,
     get_second_look,
     looks_like_plate_text,
     looks_like_words,
@@ -60,28 +59,6 @@ class BlindModel:
         # Crops are centred on their candidate: a plate-sized box at the centre of each 320 px tile.
         centres = [(160 + 320 * col, 160 + 320 * row) for row in (0, 1) for col in (0, 1)]
         return [[Detection((x - 40.0, y - 20.0, x + 40.0, y + 20.0), self.closer_conf) for x, y in centres]]
-
-
-class SquintingModel(BlindModel):
-    """A plate model that sees one small plate at full size, but only weakly (0.20, below its 0.35)."""
-
-    WEAK = Detection((600.0, 700.0, 640.0, 712.0), 0.20)
-
-    def __init__(self, closer_conf: float | None) -> None:
-        super().__init__(closer_conf)
-        self.first_pass_confs: list[float] = []
-
-    def detect(self, images, *, conf=None):
-        if images[0].shape[:2] == (960, 1280):  # the first pass, on the photo itself
-            threshold = self.options.conf if conf is None else conf
-            self.first_pass_confs.append(threshold)
-            return [[self.WEAK] if self.WEAK.conf >= threshold else []]
-        return super().detect(images, conf=conf)
-
-
-@pytest.fixture(scope="module")
-def scene():
-    return make_scene(3, size=(1280, 960))  # no text in it (test_no_candidates_in_a_scene_without_text)
 
 
 @pytest.fixture(scope="module")
@@ -134,8 +111,8 @@ def test_one_or_two_candidates_are_looked_at_in_half_a_mosaic(count: int, shape:
         TextRegion(np.float32([[x, 700], [x + 60, 700], [x + 60, 715], [x, 715]]), 0.9) for x in (300, 500, 700, 900)
     ]
     model = BlindModel(0.6)
-    candidates = [_Candidate(r.box, 8.0, region=r) for r in regions[:count]]
-    found = SecondLook(SecondLookOptions())._closer_look(image, candidates, model)
+    windows = [(r.box, 8.0) for r in regions[:count]]
+    found = SecondLook(SecondLookOptions())._closer_look(image, windows, model)
     assert model.shapes == [shape]
     # Each crop's plate comes back to its own candidate, in photo pixels.
     for region, plates in zip(regions[:count], found, strict=True):
@@ -156,8 +133,7 @@ def test_a_closer_look_box_larger_than_half_its_crop_is_no_plate(closer_conf: fl
     """Masked, such a box would hide most of the car around a line of text, whatever its confidence."""
     image = np.full((960, 1280, 3), 90, np.uint8)
     region = TextRegion(np.float32([[600, 700], [660, 700], [660, 715], [600, 715]]), 0.9)
-    candidate = _Candidate(region.box, 8.0, region=region)
-    assert SecondLook(SecondLookOptions())._closer_look(image, [candidate], WholeCropModel(closer_conf)) == [[]]
+    assert SecondLook(SecondLookOptions())._closer_look(image, [(region.box, 8.0)], WholeCropModel(closer_conf)) == [[]]
 
 
 class SprawlingModel(BlindModel):
@@ -178,10 +154,9 @@ def test_the_second_look_never_masks_more_than_four_times_a_plate(closer_conf: f
     region = TextRegion(np.float32([[600, 700], [660, 700], [660, 715], [600, 715]]), 0.9)
     second_look = SecondLook(SecondLookOptions(mode="mask"))
     second_look._reader = object()  # a weak closer-look plate decides without reading
-    candidate = _Candidate(region.box, 8.0, region=region)
-    [found] = second_look._closer_look(image, [candidate], SprawlingModel(closer_conf))
+    [found] = second_look._closer_look(image, [(region.box, 8.0)], SprawlingModel(closer_conf))
     look = Look()
-    second_look._decide(image, candidate, found, look, conf=0.35)
+    second_look._decide(image, region, found, look, conf=0.35)
     [mask] = look.masks
     px1, py1, px2, py2 = plate_around(region.box)
     x1, y1, x2, y2 = mask.box
@@ -248,61 +223,6 @@ def test_pipeline_masks_what_the_second_look_finds(settings: Settings, photo_roo
     masked = cv2.imdecode(np.frombuffer(store.read(outcome.outputs["detect"]), np.uint8), cv2.IMREAD_COLOR)
     x1, y1, x2, y2 = photo.plate_box
     assert np.abs(masked[y1:y2, x1:x2].astype(int) - settings.render.color).max(axis=2).mean() < 12
-
-
-# Weak plates are off by default (weak_plate_conf at PLATEMASK_CONF: they hid 1 plate more in
-# 1,035 on the evaluation sets); these tests turn them on at 0.15.
-@pytest.mark.parametrize("mode", ["mask", "off"])
-def test_first_pass_keeps_the_models_weak_plates_apart(scene, mode: str) -> None:
-    """One model pass at the weak threshold: plates to mask, and weak ones only for a closer look."""
-    model = SquintingModel(0.6)
-    plates, weak = SecondLook(SecondLookOptions(mode=mode, weak_plate_conf=0.15)).first_pass(scene, model)
-    assert plates == []
-    if mode == "off":
-        assert weak == [] and model.first_pass_confs == [0.35]  # the look is off: nothing below the threshold
-    else:
-        assert weak == [SquintingModel.WEAK] and model.first_pass_confs == [0.15]
-
-
-@pytest.mark.parametrize("mode", ["mask", "review"])
-@pytest.mark.inference
-def test_a_weak_plate_the_closer_look_confirms_is_masked(scene, mode: str) -> None:
-    model = SquintingModel(0.6)
-    second_look = SecondLook(SecondLookOptions(mode=mode, weak_plate_conf=0.15))
-    plates, weak = second_look.first_pass(scene, model)
-    look = second_look.look(scene, plates, model, 0.25, weak)
-    [mask] = look.masks
-    assert mask.source == "closer_look" and mask.conf == 0.6 and look.unmasked == []
-    # Its box holds both opinions: the weak plate as the first pass saw it, and the closer look's.
-    assert _covered([mask], tuple(round(v) for v in SquintingModel.WEAK.box), scene.shape, padding=0) == 1.0
-    assert mask.box[2] - mask.box[0] > SquintingModel.WEAK.box[2] - SquintingModel.WEAK.box[0]
-
-
-@pytest.mark.parametrize("closer_conf", [0.3, None])
-@pytest.mark.inference
-def test_a_weak_plate_the_closer_look_does_not_confirm_is_left_alone(scene, closer_conf) -> None:
-    """Most weak detections are lamps, signs and facades: only a confirmed one is masked, none is listed."""
-    model = SquintingModel(closer_conf)
-    second_look = SecondLook(SecondLookOptions(weak_plate_conf=0.15))
-    plates, weak = second_look.first_pass(scene, model)
-    look = second_look.look(scene, plates, model, 0.25, weak)
-    assert look.masks == [] and look.unmasked == [] and model.shapes == [(320, 640, 3)]
-
-
-@pytest.mark.inference
-def test_a_weak_plate_under_a_mask_is_no_candidate(scene) -> None:
-    model = SquintingModel(0.6)
-    plate = Detection((590.0, 695.0, 650.0, 717.0), 0.8)
-    look = SecondLook(SecondLookOptions(weak_plate_conf=0.15)).look(scene, [plate], model, 0.25, [SquintingModel.WEAK])
-    assert look.masks == [] and model.shapes == []  # not even looked at
-
-
-@pytest.mark.inference
-def test_a_weak_box_larger_than_a_plate_is_no_candidate(scene) -> None:
-    model = SquintingModel(0.6)
-    facade = Detection((100.0, 100.0, 500.0, 400.0), 0.30)  # a tenth of the photo
-    look = SecondLook(SecondLookOptions(weak_plate_conf=0.15)).look(scene, [], model, 0.25, [facade])
-    assert look.masks == [] and model.shapes == []
 
 
 @pytest.mark.parametrize("words", ["SALE", "TOYOTA"])
