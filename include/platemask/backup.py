@@ -5,7 +5,9 @@ clobber it, and never from a photo we wrote ourselves (its backup is missing: an
 names it). When the photo on storage differs from its backup, three cases exist: it is the
 backup itself, it is our own banner output of that backup (put the backup back), or staff
 uploaded a new photo (keep the old backup under ``.history/`` and back up the new one — never
-silently revert a new upload).
+silently revert a new upload). Where the photo may be the output of the script platemask took
+over from (``PLATEMASK_CUTOVER``), the backup is the original, as rule 1 says: the photo is put
+back from it, and what it replaces is kept under ``.history/``.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from platemask.images import inspect, output_source, sha256
 from platemask.paths import PhotoPaths
 from platemask.storage import Storage
 
-__all__ = ["CleanOriginal", "history_path", "prepare_original"]
+__all__ = ["CleanOriginal", "Provenance", "history_path", "prepare_original"]
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +36,15 @@ class CleanOriginal:
     sha256: str
     backup_created: bool = False
     restored: bool = False
-    archived_backup: str | None = None
+    archived_backup: str | None = None  # where displaced bytes were kept, under .backup/.history/
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """What the tracking file says of a photo before it is prepared (the arguments of the same names)."""
+
+    known_outputs: frozenset[str] = frozenset()
+    backup_is_original: bool = False
 
 
 def history_path(paths: PhotoPaths, backup_sha256: str) -> str:
@@ -51,10 +61,13 @@ def prepare_original(
     limits: Limits,
     *,
     known_outputs: Collection[str] = (),
+    backup_is_original: bool = False,
 ) -> CleanOriginal:
     """Ensure a backup exists and return the clean original (rule 1).
 
     ``known_outputs`` are sha256s of outputs a tracking record says we wrote for this photo.
+    ``backup_is_original`` (a cut-over, :class:`platemask.config.Cutover`): a photo that differs
+    from its backup is not a new upload but the old script's output.
     """
     current = store.read(paths.original, max_bytes=limits.max_bytes)
     backup = _read_backup(paths, backups, limits)
@@ -75,6 +88,8 @@ def prepare_original(
     if output_source(current) == backup_sha or current_sha in known_outputs:
         store.write(paths.original, backup)  # our banner version: put the clean original back
         return CleanOriginal(backup, backup_sha, restored=True)
+    if backup_is_original:
+        return _put_backup_back(paths, store, backups, current, backup, backup_sha)
     return _adopt_new_upload(paths, backups, limits, current, backup, backup_sha)
 
 
@@ -95,13 +110,30 @@ def _adopt_new_upload(
     paths: PhotoPaths, backups: Storage, limits: Limits, current: bytes, backup: bytes, backup_sha: str
 ) -> CleanOriginal:
     inspect(current, limits)  # a broken re-upload must not displace a good backup
-    archive = history_path(paths, backup_sha)
-    backups.create(archive, backup)  # named by content: an existing file holds the same bytes
-    if sha256(backups.read(archive)) != backup_sha:
-        raise BackupError(f"could not keep the previous backup at {archive}; backup left untouched")
+    archive = _keep_in_history(paths, backups, backup, backup_sha)
     backups.write(paths.backup, current)
     log.warning("%s was replaced by a new upload; previous backup kept at %s", paths.original, archive)
     return CleanOriginal(current, sha256(current), backup_created=True, archived_backup=archive)
+
+
+def _put_backup_back(
+    paths: PhotoPaths, store: Storage, backups: Storage, current: bytes, backup: bytes, backup_sha: str
+) -> CleanOriginal:
+    archive = _keep_in_history(paths, backups, current, sha256(current))  # in case it was a re-upload after all
+    store.write(paths.original, backup)
+    log.warning(
+        "%s differed from its backup (cut-over): put back, the replaced photo kept at %s", paths.original, archive
+    )
+    return CleanOriginal(backup, backup_sha, restored=True, archived_backup=archive)
+
+
+def _keep_in_history(paths: PhotoPaths, backups: Storage, data: bytes, data_sha: str) -> str:
+    """Keep ``data`` under ``.backup/.history/`` before it is replaced; nothing is replaced if that fails."""
+    archive = history_path(paths, data_sha)
+    backups.create(archive, data)  # named by content: an existing file holds the same bytes
+    if sha256(backups.read(archive)) != data_sha:
+        raise BackupError(f"could not keep {data_sha[:16]}… at {archive}; nothing replaced")
+    return archive
 
 
 def _read_backup(paths: PhotoPaths, backups: Storage, limits: Limits) -> bytes | None:

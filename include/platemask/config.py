@@ -6,6 +6,7 @@ code reads; the README, ``.env.example`` and a test are checked against it.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -18,6 +19,7 @@ __all__ = [
     "MASK_STYLES",
     "SECOND_LOOK_MODES",
     "VARIABLES",
+    "Cutover",
     "DetectOptions",
     "Limits",
     "MaskChecks",
@@ -39,6 +41,7 @@ VARIABLES: dict[str, str] = {
     "CHATWORK_API_URL": "Chatwork API base URL (default https://api.chatwork.com/v2)",
     "PLATE_MODEL": "Plate model: OpenVINO dir or .onnx (run directly), or .pt (ultralytics); built-in when unset",
     "PLATEMASK_TIMEZONE": "Site time zone that defines a calendar day (default Asia/Tokyo)",
+    "PLATEMASK_CUTOVER": "off, untracked or YYYY-MM-DD: photos whose backup is their original (cut-over; default off)",
     "PLATEMASK_CONF": "Detection confidence threshold (default 0.35; lower hides more)",
     "PLATEMASK_FLIP": "Also search each photo mirrored left-right, keeping both passes' plates (default false)",
     "PLATEMASK_SECOND_LOOK": "mask, review or off: what to do with text the plate model may have missed (default mask)",
@@ -185,6 +188,42 @@ class RenderOptions:
 
 
 @dataclass(frozen=True)
+class Cutover:
+    """``PLATEMASK_CUTOVER``: taking over from the script the site ran before platemask.
+
+    That script wrote the same ``.backup/`` copies and put its banner on each first photo, so a
+    photo that differs from its backup may be its output rather than a staff re-upload. For the
+    photos this selects, spec rule 1 applies as written: the backup is the original, and the photo
+    is put back from it before processing (platemask.backup).
+
+    ``untracked``: photos platemask has never verified (their tracking record has no sha256).
+    A date, the day platemask took over: photos last uploaded before it (the row's
+    ``updated_at``), which only the old script can have changed since; a photo re-uploaded later
+    is a new upload as usual. The photo it replaces is kept under ``.backup/.history/`` either way.
+    """
+
+    untracked: bool = False
+    before: dt.date | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Cutover:
+        """``off`` (or empty), ``untracked``, or a date ``YYYY-MM-DD``; anything else names the variable."""
+        value = text.strip().lower()
+        if value in ("", "off"):
+            return cls()
+        if value == "untracked":
+            return cls(untracked=True)
+        try:
+            return cls(before=dt.date.fromisoformat(value))
+        except ValueError:
+            raise ConfigError(f"PLATEMASK_CUTOVER must be off, untracked or a date YYYY-MM-DD, not {text!r}") from None
+
+    def backup_is_original(self, uploaded_on: dt.date, verified_before: bool) -> bool:
+        """Whether a photo last uploaded on ``uploaded_on`` is put back from its backup when it differs."""
+        return (self.untracked and not verified_before) or (self.before is not None and uploaded_on < self.before)
+
+
+@dataclass(frozen=True)
 class Limits:
     """What counts as a usable photo; anything outside is an ``invalid_image`` error."""
 
@@ -209,6 +248,7 @@ class Settings:
     chatwork_api_url: str = DEFAULT_CHATWORK_API_URL
     timezone: str = DEFAULT_TIMEZONE
     cars_per_task: int = 1
+    cutover: Cutover = Cutover()
     detect: DetectOptions = DetectOptions()
     second_look: SecondLookOptions = SecondLookOptions()
     checks: MaskChecks = MaskChecks()
@@ -244,6 +284,7 @@ class Settings:
             chatwork_api_url=(env.get("CHATWORK_API_URL") or DEFAULT_CHATWORK_API_URL).rstrip("/"),
             timezone=site_timezone(source),
             cars_per_task=env.integer("PLATEMASK_CARS_PER_TASK", 1, minimum=1),
+            cutover=Cutover.parse(env.get("PLATEMASK_CUTOVER") or ""),
             detect=DetectOptions(
                 model=env.get("PLATE_MODEL") or None,
                 conf=env.number("PLATEMASK_CONF", DetectOptions.conf, minimum=0.01, maximum=0.99),

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from platemask.backup import Provenance
 from platemask.config import Settings
 from platemask.detect import PlateDetector, get_detector
 from platemask.errors import PlateMaskError, UnsafePathError
@@ -170,12 +171,12 @@ def process_cars(
     parts = {car_id: _load_part(tracking, car_id) for car_id in car_ids}
     results = {car_id: CarResult(car_id) for car_id in car_ids}
     todo: list[Photo] = []
-    known: dict[int, list[str]] = {}
+    provenance: dict[int, Provenance] = {}
     for part in parts.values():
         for record in part["records"].values():
             if record["status"] not in FINISHED:
                 todo.append(photo_from_row(record))
-                known[record["file_id"]] = [h for k, h in record.get("sha256", {}).items() if k != "backup"]
+                provenance[record["file_id"]] = provenance_of(record, tracking.day, settings)
     if todo:
         detector.load_async()  # load the models while the first photos are read and backed up
         if second_look.enabled:
@@ -193,7 +194,7 @@ def process_cars(
         backups=backups or store,
         detector=detector,
         second_look=second_look,
-        known_outputs=known,
+        provenance=provenance,
         on_start=started,
     )
     for outcome in outcomes:
@@ -203,6 +204,28 @@ def process_cars(
         tracking.write_part(outcome.photo.car_id, part)
         _count(results[outcome.photo.car_id], outcome)
     return list(results.values())
+
+
+def provenance_of(record: Record, day: dt.date, settings: Settings) -> Provenance:
+    """What a photo's record tells its backup step: the outputs we wrote, and whether a cut-over applies."""
+    hashes = record.get("sha256", {})
+    uploaded_on = _site_date(record.get("source_updated_at"), settings.timezone) or day
+    return Provenance(
+        known_outputs=frozenset(h for k, h in hashes.items() if k != "backup"),
+        # Only a verified processing records hashes: without them platemask never finished this photo.
+        backup_is_original=settings.cutover.backup_is_original(uploaded_on, verified_before=bool(hashes)),
+    )
+
+
+def _site_date(iso: str | None, timezone: str) -> dt.date | None:
+    """The site-local date of a row's ``updated_at`` (naive values are site-local already)."""
+    if not iso:
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(iso)
+    except ValueError:
+        return None
+    return (moment.astimezone(ZoneInfo(timezone)) if moment.tzinfo else moment).date()
 
 
 def finish_day(tracking: DayTracking, *, skipped: int, refused: int = 0) -> DaySummary:

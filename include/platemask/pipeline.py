@@ -10,13 +10,13 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from platemask.backup import CleanOriginal, prepare_original
+from platemask.backup import CleanOriginal, Provenance, prepare_original
 from platemask.config import Settings
 from platemask.detect import Detection, PlateDetector
 from platemask.errors import InternalError, PhotoChangedError, PlateMaskError
@@ -72,7 +72,7 @@ def process_photos(
     backups: Storage,
     detector: PlateDetector,
     second_look: SecondLook | None = None,
-    known_outputs: Mapping[int, Sequence[str]] | None = None,
+    provenance: Mapping[int, Provenance] | None = None,
     prefetch: int = 3,
     on_start: Callable[[Photo], None] | None = None,
 ) -> Iterator[PhotoOutcome]:
@@ -81,7 +81,7 @@ def process_photos(
     ``second_look`` (see :mod:`platemask.second_look`) looks again at what the plates leave
     visible; without it only the model's plates are masked.
     """
-    known_outputs = known_outputs or {}
+    provenance = provenance or {}
     queue = iter(photos)
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="platemask-io") as pool:
 
@@ -91,7 +91,7 @@ def process_photos(
                 if on_start:
                     on_start(photo)
                 loading.append(
-                    pool.submit(_prepare, photo, settings, store, backups, known_outputs.get(photo.file_id, ()))
+                    pool.submit(_prepare, photo, settings, store, backups, provenance.get(photo.file_id, Provenance()))
                 )
 
         loading: deque[Future[_Prepared | PhotoOutcome]] = deque()
@@ -119,12 +119,19 @@ def process_photos(
 
 
 def _prepare(
-    photo: Photo, settings: Settings, store: Storage, backups: Storage, known: Sequence[str]
+    photo: Photo, settings: Settings, store: Storage, backups: Storage, provenance: Provenance
 ) -> _Prepared | PhotoOutcome:
     started = time.perf_counter()
     try:
         paths = photo_paths(photo.path, backup_dir=settings.backup_dir_name, detect_dir=settings.detect_dir_name)
-        clean = prepare_original(paths, store, backups, settings.limits, known_outputs=known)
+        clean = prepare_original(
+            paths,
+            store,
+            backups,
+            settings.limits,
+            known_outputs=provenance.known_outputs,
+            backup_is_original=provenance.backup_is_original,
+        )
         image = decode(clean.data, settings.limits)
     except PlateMaskError as exc:
         return _failed(photo, exc, started)
