@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["FIRST_BRANCH_NO", "Photo", "day_bounds", "photo_from_row", "query_parameters"]
+__all__ = ["FIRST_BRANCH_NO", "SITE_TIME_ZONE_SQL", "Photo", "day_bounds", "photo_from_row", "query_parameters"]
 
 #: The one ``branch_no`` that makes a photo its car's first (not NULL, not 2, ...).
 FIRST_BRANCH_NO = 1
@@ -44,6 +44,14 @@ def photo_from_row(row: Mapping[str, Any]) -> Photo:
         path=str(row.get("path") or row.get("file_path") or ""),
         branch_no=None if branch is None else int(branch),
     )
+
+
+#: Run in the query's transaction first. With the session in the site's zone, the naive bounds of
+#: :func:`day_bounds` are site-local times for a ``timestamp`` column (whose values are site-local,
+#: as the spec says) and site-local instants for a ``timestamptz`` column, which a session in UTC
+#: (most managed databases) would shift by the zone's offset. ``timestamptz`` values come back in
+#: the site's zone too.
+SITE_TIME_ZONE_SQL = "SELECT set_config('TimeZone', %(timezone)s, true)"
 
 
 def day_bounds(day: dt.date) -> tuple[dt.datetime, dt.datetime]:

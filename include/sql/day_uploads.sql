@@ -1,7 +1,9 @@
 -- The photos uploaded on one site-local calendar day, one row per photo (spec rule 0).
 --
 -- Named parameters (psycopg style, written as percent-(name)-s):
---   day_start, day_end    site-local timestamps of the day, end exclusive
+--   day_start, day_end    site-local timestamps of the day, end exclusive. The session runs in
+--                         PLATEMASK_TIMEZONE, so they select the site's day from a timestamp
+--                         column of site-local times and from a timestamptz column alike.
 --   last_processed_time   the tracking file's watermark, NULL on a first run; usable for an
 --                         incremental query. This default reads the whole day and lets
 --                         platemask skip finished photos, so deleted or re-sorted rows are seen.

@@ -29,7 +29,12 @@ def plan(sql_file: Path, date: str | None, logical_date: dt.datetime | None, *, 
     settings.require_storage()
     _warn_on_timezone_mismatch(settings.timezone)
     tracking = day_tracking(settings, target_day(date, logical_date, settings.timezone))
-    rows = fetch_day_uploads(sql_file, tracking.day, last_processed_time=tracking.load().get("last_processed_time"))
+    rows = fetch_day_uploads(
+        sql_file,
+        tracking.day,
+        timezone=settings.timezone,
+        last_processed_time=tracking.load().get("last_processed_time"),
+    )
     return plan_day(
         rows,
         tracking,

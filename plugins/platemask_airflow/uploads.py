@@ -9,13 +9,18 @@ from typing import Any
 
 from airflow.providers.postgres.hooks.postgres import PostgresHook
 
-from platemask.uploads import query_parameters
+from platemask.uploads import SITE_TIME_ZONE_SQL, query_parameters
 
 __all__ = ["fetch_day_uploads"]
 
 
 def fetch_day_uploads(
-    sql_file: Path, day: dt.date, *, last_processed_time: str | None = None, conn_id: str = "upload_db"
+    sql_file: Path,
+    day: dt.date,
+    *,
+    timezone: str,
+    last_processed_time: str | None = None,
+    conn_id: str = "upload_db",
 ) -> list[dict[str, Any]]:
     """Run the site's query (a file, so sites adapt it without Python) for one site-local day.
 
@@ -27,6 +32,7 @@ def fetch_day_uploads(
     parameters = query_parameters(sql, day, last_processed_time=last_processed_time)
     hook = PostgresHook(postgres_conn_id=conn_id)
     with closing(hook.get_conn()) as conn, closing(conn.cursor()) as cursor:
+        cursor.execute(SITE_TIME_ZONE_SQL, {"timezone": timezone})
         cursor.execute(sql, parameters)
         columns = [column[0] for column in cursor.description]
         return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
