@@ -30,13 +30,19 @@ from pathlib import Path
 import pendulum
 from airflow.sdk import CronDataIntervalTimetable, Param, TaskInstance, TriggerRule, dag, task
 
-from platemask.config import car_tasks, site_timezone
-from platemask_airflow.notifiers import ChatworkNotifier
+from platemask.config import car_tasks, car_timeout, day_timeout, site_timezone
+from platemask_airflow.errors import FailedPhotos, NothingToFinish
+from platemask_airflow.notifiers import RUN_TIMEOUT_TEXT, ChatworkNotifier
 from platemask_airflow.operators import PlateMaskOperator
 
 SITE_TIMEZONE = site_timezone()  # PLATEMASK_TIMEZONE: whose calendar days are the site's days
 UPLOADS_SQL = Path(__file__).parents[1] / "include" / "sql" / "day_uploads.sql"
 CAR_TASKS = car_tasks()  # PLATEMASK_CAR_TASKS: car tasks at once, every run and worker together
+# Nothing hangs forever: a hung car task is killed and retried, a stuck run makes way for the next day.
+CAR_TIMEOUT = car_timeout()  # PLATEMASK_CAR_TIMEOUT minutes per car of a task
+DAY_TIMEOUT = day_timeout()  # PLATEMASK_DAY_TIMEOUT minutes
+# plan_uploads and finish_day take about 10 s each on a 150,000-photo day (make bench-scale).
+DAY_TASK_TIMEOUT = dt.timedelta(minutes=30)
 
 
 @dag(
@@ -45,6 +51,8 @@ CAR_TASKS = car_tasks()  # PLATEMASK_CAR_TASKS: car tasks at once, every run and
     start_date=pendulum.datetime(2026, 1, 1, tz=SITE_TIMEZONE),
     catchup=False,
     max_active_runs=1,
+    dagrun_timeout=DAY_TIMEOUT,
+    on_failure_callback=ChatworkNotifier(text=RUN_TIMEOUT_TEXT),
     default_args={
         "retries": 3,
         "retry_delay": dt.timedelta(seconds=30),
@@ -71,10 +79,8 @@ CAR_TASKS = car_tasks()  # PLATEMASK_CAR_TASKS: car tasks at once, every run and
 )
 def plate_masking_daily() -> None:
     @task(
-        on_failure_callback=ChatworkNotifier(
-            text="[info][title]🚗 ナンバープレート処理: 失敗[/title]{{ dag.dag_id }}: "
-            "the day's uploads could not be planned ({{ ti.task_id }}). {{ ti.log_url }}[/info]"
-        ),
+        execution_timeout=DAY_TASK_TIMEOUT,
+        on_failure_callback=ChatworkNotifier.task_failed("the day's uploads could not be planned"),
     )
     def plan_uploads(params: dict, ti: TaskInstance, logical_date: dt.datetime | None = None) -> list[list[str]]:
         """Read the day's uploads, write each car's work into the tracking file, return the car batches.
@@ -89,7 +95,15 @@ def plate_masking_daily() -> None:
             ti.xcom_push(key=key, value=value)
         return day_plan.batches
 
-    @task(trigger_rule=TriggerRule.ALL_DONE)
+    @task(
+        trigger_rule=TriggerRule.ALL_DONE,
+        execution_timeout=DAY_TASK_TIMEOUT,
+        # Failed photos turn it red on purpose, after the summary that lists them, and a failed plan
+        # has its own alert: no second one.
+        on_failure_callback=ChatworkNotifier.task_failed(
+            "the day was not finished", unless=(FailedPhotos, NothingToFinish)
+        ),
+    )
     def finish_day(ti: TaskInstance) -> dict:
         """Mark complete cars done, send the Chatwork summary, fail if any photo failed."""
         from platemask_airflow.daily import finish
@@ -103,6 +117,8 @@ def plate_masking_daily() -> None:
         day=plan["day"],
         max_active_tis_per_dag=CAR_TASKS,
         map_index_template="{{ car_label }}",
+        execution_timeout=CAR_TIMEOUT,
+        on_failure_callback=ChatworkNotifier.task_failed("a car's photos are not all masked"),
     ).expand(car_ids=plan)
     masked >> finish_day()
 

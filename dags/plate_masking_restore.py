@@ -23,6 +23,7 @@ import pendulum
 from airflow.sdk import Param, dag, task
 
 from platemask.config import site_timezone
+from platemask_airflow.notifiers import ChatworkNotifier
 from platemask_airflow.restore import CAR_ID_PATTERN, RESTORE_STATUSES
 
 
@@ -73,7 +74,10 @@ from platemask_airflow.restore import CAR_ID_PATTERN, RESTORE_STATUSES
     doc_md=__doc__,
 )
 def plate_masking_restore() -> None:
-    @task(multiple_outputs=False)
+    @task(
+        multiple_outputs=False,
+        on_failure_callback=ChatworkNotifier.task_failed("originals were not all restored"),
+    )
     def restore_originals(params: dict) -> dict:
         """Copy the selected backups over the originals and report per car."""
         from platemask_airflow.restore import run_restore

@@ -58,6 +58,8 @@ VARIABLES: dict[str, str] = {
     "PLATEMASK_MAX_BYTES": "Largest photo file accepted, in bytes (default 52428800)",
     "PLATEMASK_CARS_PER_TASK": "Cars handled by one mapped task (default 1: one task per car)",
     "PLATEMASK_CAR_TASKS": "Car tasks that may run at once, all workers together (default 4)",
+    "PLATEMASK_CAR_TIMEOUT": "Minutes a car task may run per car before it is killed and retried (default 15)",
+    "PLATEMASK_DAY_TIMEOUT": "Minutes a daily run may take before it is failed and the next day starts (default 1200)",
     "PLATEMASK_MODEL_CACHE": "Folder where compiled models are kept for later task processes (default: temp)",
     "PLATEMASK_INFERENCE_THREADS": "Threads per model inference, unpinned (default 1; 0: OpenVINO decides)",
     "PLATEMASK_PRELOAD": "Airflow workers import the photo libraries once for all car tasks they fork (default true)",
@@ -331,6 +333,31 @@ def car_tasks(environ: Mapping[str, str] | None = None) -> int:
     return _Env(os.environ if environ is None else environ).integer("PLATEMASK_CAR_TASKS", 4, minimum=1)
 
 
+#: A car of 40 phone photos (4000×3000) takes about 12 CPU-s (0.3 per photo, `platemask mask-dir`),
+#: about 40 s on a worker whose cores are all busy: 15 minutes is 20 times that, room for slow
+#: storage and its retries, and still bounds a hung car to a quarter of an hour.
+DEFAULT_CAR_TIMEOUT_MIN = 15.0
+#: A 150,000-photo day is about 10 core-hours (README, *Capacity*): sized for a night, a run
+#: still going after 20 hours is stuck, and the next day's run (max_active_runs=1) waits on it.
+DEFAULT_DAY_TIMEOUT_MIN = 1200.0
+
+
+def car_timeout(environ: Mapping[str, str] | None = None) -> dt.timedelta:
+    """``execution_timeout`` of a car task: ``PLATEMASK_CAR_TIMEOUT`` minutes per car it handles.
+
+    A timed-out task is killed and retried like any failure (the DAG reads this when parsed).
+    """
+    env = _Env(os.environ if environ is None else environ)
+    minutes = env.number("PLATEMASK_CAR_TIMEOUT", DEFAULT_CAR_TIMEOUT_MIN, minimum=0.1)
+    return dt.timedelta(minutes=minutes * env.integer("PLATEMASK_CARS_PER_TASK", 1, minimum=1))
+
+
+def day_timeout(environ: Mapping[str, str] | None = None) -> dt.timedelta:
+    """``dagrun_timeout`` of the daily run: ``PLATEMASK_DAY_TIMEOUT`` minutes."""
+    env = _Env(os.environ if environ is None else environ)
+    return dt.timedelta(minutes=env.number("PLATEMASK_DAY_TIMEOUT", DEFAULT_DAY_TIMEOUT_MIN, minimum=1))
+
+
 class _Env:
     """Typed reads of environment variables whose errors name the variable."""
 
@@ -349,6 +376,8 @@ class _Env:
             value = float(raw)
         except ValueError:
             raise ConfigError(f"{name} must be a number, not {raw!r}") from None
+        if maximum is None and minimum is not None and value < minimum:
+            raise ConfigError(f"{name} must be at least {minimum}, not {value}")
         if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
             raise ConfigError(f"{name} must be between {minimum} and {maximum}, not {value}")
         return value

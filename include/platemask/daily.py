@@ -142,7 +142,8 @@ class CarResult:
     verified: int = 0
     detections: int = 0
     errors: list[str] = field(default_factory=list)
-    transient: bool = False
+    transient: bool = False  # some error may pass: the task is retried
+    infrastructure: bool = False  # some error is the platform's (model, memory, settings, storage), not a photo's
 
     def as_xcom(self) -> dict[str, Any]:
         """A small JSON-able dict."""
@@ -307,6 +308,7 @@ def _count(result: CarResult, outcome: PhotoOutcome) -> None:
         assert isinstance(outcome.error, PlateMaskError)
         result.errors.append(f"{outcome.photo.path}: {outcome.error.describe()}")
         result.transient |= outcome.error.transient
+        result.infrastructure |= outcome.error.infrastructure
 
 
 def _changed(record: Record, updated_at: str | None) -> bool:

@@ -8,6 +8,7 @@ so callers that only know Python's exceptions still catch them.
 from __future__ import annotations
 
 __all__ = [
+    "INFRASTRUCTURE_CODES",
     "BackupError",
     "ChatworkError",
     "ConfigError",
@@ -19,9 +20,11 @@ __all__ = [
     "OutputMissingError",
     "OutputVerificationError",
     "PlateMaskError",
+    "ResourceError",
     "StorageError",
     "TrackingError",
     "UnsafePathError",
+    "is_infrastructure",
 ]
 
 
@@ -31,6 +34,9 @@ class PlateMaskError(Exception):
     code = "error"
     #: True when trying again later may succeed (storage or network hiccups).
     transient = False
+    #: True when the platform failed (model, memory, settings, storage), not the photo: such
+    #: errors are retried and counted apart from bad input.
+    infrastructure = False
 
     def describe(self) -> str:
         """Return the ``"<code>: <message>"`` line stored in tracking records."""
@@ -41,6 +47,8 @@ class ConfigError(PlateMaskError, ValueError):
     """A setting is missing or has an invalid value; the message names the setting."""
 
     code = "config"
+    infrastructure = True
+    transient = True  # fixed by an operator while the task waits for its retry
 
 
 class UnsafePathError(PlateMaskError, ValueError):
@@ -97,12 +105,23 @@ class StorageError(PlateMaskError, OSError):
 
     code = "storage"
     transient = True
+    infrastructure = True
 
 
 class ModelError(PlateMaskError, RuntimeError):
     """The plate model cannot be found, loaded or run."""
 
     code = "model"
+    transient = True  # a file being replaced, a cache being written: worth another try
+    infrastructure = True
+
+
+class ResourceError(PlateMaskError, MemoryError):
+    """The host ran out of memory (or another resource) while handling a photo."""
+
+    code = "memory"
+    transient = True
+    infrastructure = True
 
 
 class InternalError(PlateMaskError, RuntimeError):
@@ -115,9 +134,22 @@ class TrackingError(PlateMaskError):
     """A tracking file is unreadable, invalid, or its lock could not be taken."""
 
     code = "tracking"
+    infrastructure = True
 
 
 class ChatworkError(PlateMaskError):
     """Chatwork refused the message or could not be reached after the retries."""
 
     code = "chatwork"
+
+
+#: Codes of the ``"<code>: <message>"`` lines whose cause is the platform, not the photo; the
+#: line a dead car task leaves (platemask.tracking.INCOMPLETE) is one of them.
+INFRASTRUCTURE_CODES = frozenset(
+    {cls.code for cls in (ConfigError, StorageError, ModelError, ResourceError, TrackingError)} | {"incomplete"}
+)
+
+
+def is_infrastructure(line: str) -> bool:
+    """Whether a tracking record's ``error`` line is an infrastructure fault (not bad input)."""
+    return line.split(":", 1)[0] in INFRASTRUCTURE_CODES

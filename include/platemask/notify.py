@@ -14,9 +14,10 @@ import email.utils
 import functools
 import hashlib
 import logging
+import os
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -24,12 +25,11 @@ import requests
 import tenacity
 import urllib3
 
-from platemask.config import DEFAULT_CHATWORK_API_URL
-from platemask.errors import ChatworkError
+from platemask.config import DEFAULT_CHATWORK_API_URL, Settings
+from platemask.errors import ChatworkError, is_infrastructure
 from platemask.tracking import site_now, stamp
 
 if TYPE_CHECKING:
-    from platemask.config import Settings
     from platemask.tracking import DayTracking, Record
 
 __all__ = [
@@ -40,6 +40,7 @@ __all__ = [
     "DaySummary",
     "Quality",
     "chatwork_configured",
+    "client_from_env",
     "client_from_settings",
     "deliver_summary",
     "format_summary",
@@ -113,6 +114,9 @@ class DaySummary:
     skipped: int  # スキップ: photos not processed because already done
     cars: tuple[CarOutcome, ...] = ()
     quality: Quality | None = None  # the added lines after スキップ, when known
+    #: Of ``failed``, photos the platform failed (model, memory, settings, storage, a dead task):
+    #: the photos are not at fault, and the operators' fix is a different one.
+    infrastructure: int = 0
 
     @property
     def processed(self) -> int:
@@ -150,6 +154,7 @@ def summarise_run(
         skipped=skipped,
         cars=outcomes,
         quality=quality,
+        infrastructure=sum(r["status"] == "error" and is_infrastructure(r.get("error", "")) for r in records),
     )
 
 
@@ -165,6 +170,7 @@ def format_summary(summary: DaySummary, max_chars: int = MAX_MESSAGE_CHARS) -> s
         f"📅 対象日: {summary.day.isoformat()}",
         f"✅ 成功: {summary.succeeded}件",
         f"❌ エラー: {summary.failed}件",
+        *([_infrastructure_line(summary.infrastructure)] if summary.infrastructure else []),
         f"⏭️ スキップ: {summary.skipped}件",
         *(summary.quality.lines() if summary.quality else ()),
         "",
@@ -188,6 +194,10 @@ def format_summary(summary: DaySummary, max_chars: int = MAX_MESSAGE_CHARS) -> s
         listed.append(line)
         used += len(line) + 1
     return "\n".join([*head, *listed, _more_line(len(ranked) - len(listed)), _END])
+
+
+def _infrastructure_line(photos: int) -> str:
+    return f"  🛠️ うち基盤の障害: {photos}件 (モデル・メモリ・設定・ストレージ。写真の問題ではありません)"
 
 
 def _more_line(omitted: int) -> str:
@@ -438,6 +448,23 @@ def client_from_settings(settings: Settings) -> ChatworkClient | None:
         room_id=settings.chatwork_room_id or "",
         api_url=settings.chatwork_api_url or DEFAULT_API_URL,
     )
+
+
+def client_from_env(environ: Mapping[str, str] | None = None) -> ChatworkClient | None:
+    """The client of the ``CHATWORK_*`` variables alone, whatever the other settings say.
+
+    Failure alerts use it: an invalid ``PLATEMASK_*`` value must not silence the alert that
+    reports it.
+    """
+    env = os.environ if environ is None else environ
+    settings = Settings(
+        s3_mount="",
+        log_dir="",
+        chatwork_api_key=(env.get("CHATWORK_API_KEY") or "").strip() or None,
+        chatwork_room_id=(env.get("CHATWORK_ROOM_ID") or "").strip() or None,
+        chatwork_api_url=((env.get("CHATWORK_API_URL") or "").strip() or DEFAULT_CHATWORK_API_URL).rstrip("/"),
+    )
+    return client_from_settings(settings)
 
 
 def deliver_summary(

@@ -19,7 +19,7 @@ import numpy as np
 from platemask.backup import CleanOriginal, Provenance, prepare_original
 from platemask.config import Settings
 from platemask.detect import Detection, PlateDetector
-from platemask.errors import InternalError, PhotoChangedError, PlateMaskError
+from platemask.errors import InternalError, PhotoChangedError, PlateMaskError, ResourceError
 from platemask.images import decode, encode_jpeg, output_source, sha256
 from platemask.masking import find_masks
 from platemask.paths import PhotoPaths, photo_paths
@@ -83,17 +83,19 @@ def process_photos(
     """
     provenance = provenance or {}
     queue = iter(photos)
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="platemask-io") as pool:
+    pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="platemask-io")
 
-        def submit_next(loading: deque[Future[_Prepared | PhotoOutcome]]) -> None:
-            photo = next(queue, None)
-            if photo is not None:
-                if on_start:
-                    on_start(photo)
-                loading.append(
-                    pool.submit(_prepare, photo, settings, store, backups, provenance.get(photo.file_id, Provenance()))
-                )
+    def submit_next(loading: deque[Future[_Prepared | PhotoOutcome]]) -> None:
+        photo = next(queue, None)
+        if photo is not None:
+            if on_start:
+                on_start(photo)
+            loading.append(
+                pool.submit(_prepare, photo, settings, store, backups, provenance.get(photo.file_id, Provenance()))
+            )
 
+    finished = False
+    try:
         loading: deque[Future[_Prepared | PhotoOutcome]] = deque()
         finishing: deque[Future[PhotoOutcome]] = deque()
         for _ in range(prefetch):
@@ -110,12 +112,20 @@ def process_photos(
             except PlateMaskError as exc:
                 yield _failed(prepared.photo, exc, started, prepared.work)
                 continue
+            except MemoryError as exc:
+                yield _failed(prepared.photo, _unexpected(exc), started, prepared.work)
+                continue
             prepared.work += time.perf_counter() - started
             finishing.append(pool.submit(_finish, prepared, found, settings, store))
             while len(finishing) > 1 or (finishing and finishing[0].done()):
                 yield finishing.popleft().result()
         while finishing:
             yield finishing.popleft().result()
+        finished = True
+    finally:
+        # Interrupted (the task's execution_timeout, a kill): never wait for a read that may hang
+        # forever on stalled storage, or the task could not end and be retried.
+        pool.shutdown(wait=finished, cancel_futures=True)
 
 
 def _prepare(
@@ -137,7 +147,7 @@ def _prepare(
         return _failed(photo, exc, started)
     except Exception as exc:  # one photo must never take the car down with it
         log.exception("Unexpected error preparing %s", photo.path)
-        return _failed(photo, InternalError(f"{type(exc).__name__}: {exc}"), started)
+        return _failed(photo, _unexpected(exc), started)
     return _Prepared(photo, paths, clean, image, time.perf_counter() - started)
 
 
@@ -191,7 +201,7 @@ def _finish(prepared: _Prepared, found: _Found, settings: Settings, store: Stora
         outcome.error = exc
     except Exception as exc:
         log.exception("Unexpected error writing the outputs of %s", photo.path)
-        outcome.error = InternalError(f"{type(exc).__name__}: {exc}")
+        outcome.error = _unexpected(exc)
     outcome.millis = round((prepared.work + time.perf_counter() - started) * 1000)
     return outcome
 
@@ -213,6 +223,13 @@ def _write_verified(
     store.write(path, data)
     verify_output(store, path, expected_sha256=digest, size=size, limits=settings.limits)
     return digest
+
+
+def _unexpected(exc: Exception) -> PlateMaskError:
+    """An exception no step expected, as the error of one photo: the host's, or a bug's."""
+    if isinstance(exc, MemoryError):
+        return ResourceError(f"out of memory: {exc or 'an allocation failed'}")
+    return InternalError(f"{type(exc).__name__}: {exc}")
 
 
 def _failed(photo: Photo, error: PlateMaskError, started: float, earlier: float = 0.0) -> PhotoOutcome:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+import os
 
 from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowNotFoundException
 
-from platemask.config import Settings
-from platemask.notify import ChatworkClient, client_from_settings
+from platemask.config import DEFAULT_CHATWORK_API_URL, Settings
+from platemask.notify import ChatworkClient, client_from_env, client_from_settings
 
 __all__ = ["DEFAULT_CONN_ID", "ChatworkHook"]
 
@@ -26,7 +27,8 @@ class ChatworkHook(BaseHook):
     Neither configured means Chatwork is off: :meth:`get_conn` returns None.
 
     :param chatwork_conn_id: the connection read when the variables are not set
-    :param settings: platemask settings (default: read from the environment)
+    :param settings: platemask settings; without them only the ``CHATWORK_*`` variables are
+        read, so a failure alert still goes out when another setting is invalid
     """
 
     conn_name_attr = "chatwork_conn_id"
@@ -37,11 +39,11 @@ class ChatworkHook(BaseHook):
     def __init__(self, chatwork_conn_id: str = DEFAULT_CONN_ID, *, settings: Settings | None = None) -> None:
         super().__init__()
         self.chatwork_conn_id = chatwork_conn_id
-        self.settings = settings or Settings.from_env()
+        self.settings = settings
 
     def get_conn(self) -> ChatworkClient | None:
         """The client of the variables, else of the connection; None when Chatwork is not configured."""
-        client = client_from_settings(self.settings)
+        client = client_from_settings(self.settings) if self.settings else client_from_env()
         if client is not None:
             return client
         try:
@@ -54,5 +56,10 @@ class ChatworkHook(BaseHook):
                 "Connection %s needs a password (API token) and extra room_id; Chatwork is off", self.chatwork_conn_id
             )
             return None
-        api_url = conn.host if conn.host and conn.host.startswith("http") else self.settings.chatwork_api_url
+        api_url = conn.host if conn.host and conn.host.startswith("http") else self._api_url()
         return ChatworkClient(api_key=conn.password, room_id=room_id, api_url=api_url)
+
+    def _api_url(self) -> str:
+        if self.settings:
+            return self.settings.chatwork_api_url
+        return (os.environ.get("CHATWORK_API_URL", "").strip() or DEFAULT_CHATWORK_API_URL).rstrip("/")

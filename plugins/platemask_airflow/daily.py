@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from airflow.sdk import conf
-from airflow.sdk.exceptions import AirflowFailException
 
 from platemask.config import Settings
 from platemask.daily import DayPlan, finish_day, plan_day, publish_review, target_day
 from platemask.notify import deliver_summary, format_summary
 from platemask_airflow.chatwork import ChatworkHook
+from platemask_airflow.errors import FailedPhotos, NothingToFinish
 from platemask_airflow.storage import day_tracking, open_storage
 from platemask_airflow.uploads import fetch_day_uploads
 
@@ -48,7 +48,7 @@ def finish(counts: dict[str, Any] | None, *, run_id: str) -> dict[str, Any]:
     """Merge the day, send the summary, and fail the run (after sending) if any photo failed."""
     if counts is None:
         # plan_uploads failed or never ran (this task runs whatever happened upstream).
-        raise AirflowFailException(
+        raise NothingToFinish(
             "nothing to finish: plan_uploads did not complete in this run, see its log. "
             "Once the cause is fixed, clear plan_uploads with its downstream tasks."
         )
@@ -61,7 +61,7 @@ def finish(counts: dict[str, Any] | None, *, run_id: str) -> dict[str, Any]:
     review_page = publish_review(tracking, settings=settings, store=store, backups=backups)
     if summary.failed:
         failing = ", ".join(car.car_id for car in summary.cars if not car.ok) or "rows refused at planning"
-        raise AirflowFailException(f"{summary.failed} photo(s) failed; cars: {failing}")
+        raise FailedPhotos(f"{summary.failed} photo(s) failed; cars: {failing}")
     result = asdict(summary)
     result["day"] = summary.day.isoformat()
     result["chatwork"] = chatwork

@@ -130,7 +130,9 @@ class PlateMaskOperator(BaseOperator):
             return
         errors = [line for r in failed for line in r.errors]
         message = f"{len(errors)} photo(s) failed: " + "; ".join(errors[:5]) + (" …" if len(errors) > 5 else "")
+        if any(r.infrastructure for r in failed):
+            message = "infrastructure fault (model, memory, settings or storage; not the photos): " + message
         if any(r.transient for r in failed):
-            raise AirflowException(message + " (temporary errors: retrying)")
+            raise AirflowException(message + " (retrying)")
         # Bad input does not get better by retrying: fail now, so the car shows red at once.
-        raise AirflowFailException(message)
+        raise AirflowFailException("bad input: " + message)

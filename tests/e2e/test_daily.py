@@ -163,8 +163,10 @@ def test_scheduled_day_then_rerun_then_clear_one_car(site: Site, chatwork) -> No
     assert not any(r["is_first"] for r in no_first) and all(set(r["output_paths"]) == {"detect"} for r in no_first)
     assert sum(r["detections"] for r in doc["processed"].values() if r["status"] != "error") >= 7
 
-    # The Chatwork summary, exactly.
-    [message] = chatwork.messages
+    # The red car's alert (its car id and reason), then the Chatwork summary, exactly.
+    alert, message = chatwork.messages
+    assert "mask_car 10418460:" in alert["body"] and "bad input" in alert["body"]
+    assert "invalid_image: truncated JPEG" in alert["body"]
     assert message["room_id"] == "424242"
     everything = {car: _names(cars[car]) for car in ("10418430", "10418457", "10418460", "20260001")}
     assert message["body"] == _expected_summary(doc, everything, 7, 1, 0)
