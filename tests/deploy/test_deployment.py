@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import base64
+import fnmatch
 import importlib.util
 import io
 import json
@@ -748,6 +749,30 @@ def test_env_example_runs_the_demo_as_shipped():
 def test_operations_guide_mentions_every_setting():
     guide = OPERATIONS.read_text(encoding="utf-8")
     assert {name for name in _env_example() if f"`{name}`" not in guide} == set()
+
+
+def _fenced(language: str) -> list[str]:
+    """The bodies of the operations guide's fenced blocks in ``language``."""
+    return re.findall(rf"^```{language}\n(.*?)^```", OPERATIONS.read_text(encoding="utf-8"), re.MULTILINE | re.DOTALL)
+
+
+def test_operations_guide_keeps_backups_out_of_public_reach():
+    """The web server and bucket rules of the guide hide exactly the unmasked copies the code writes."""
+    from platemask.paths import photo_paths
+
+    paths = photo_paths("/upfile/1041/8430/10418430001.jpg")
+    (nginx,), (apache,), (policy,) = _fenced("nginx"), _fenced("apache"), _fenced("json")
+    rules = [
+        re.fullmatch(r"location ~ (\S+) \{ return 404; \}\n", nginx)[1],
+        re.fullmatch(r'<LocationMatch "([^"]+)">\n\s+Require all denied\n</LocationMatch>\n', apache)[1],
+    ]
+    for rule in rules:
+        assert [bool(re.search(rule, p)) for p in (paths.backup, paths.original, paths.detect)] == [True, False, False]
+    (statement,) = json.loads(policy)["Statement"]
+    assert (statement["Effect"], statement["Principal"], statement["Action"]) == ("Deny", "*", "s3:GetObject")
+    # ARN wildcards match across "/", as fnmatch does.
+    keys = [f"arn:aws:s3:::cs1es3/webroot{p}" for p in (paths.backup, paths.original, paths.detect)]
+    assert [any(fnmatch.fnmatchcase(key, r) for r in statement["Resource"]) for key in keys] == [True, False, False]
 
 
 # --- Dockerfile ---------------------------------------------------------------------------------
