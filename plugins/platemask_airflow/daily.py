@@ -14,6 +14,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from platemask.config import Settings
 from platemask.daily import DayPlan, finish_day, plan_day, publish_review, target_day
 from platemask.notify import deliver_summary, format_summary
+from platemask.retention import apply_retention_safely
 from platemask_airflow.chatwork import ChatworkHook
 from platemask_airflow.storage import day_tracking, open_storage
 from platemask_airflow.uploads import fetch_day_uploads
@@ -54,6 +55,7 @@ def finish(counts: dict[str, Any] | None, *, run_id: str) -> dict[str, Any]:
     chatwork = deliver_summary(summary, tracking, ChatworkHook(settings=settings).get_conn, run_id=run_id)
     store, backups = open_storage(settings)
     review_page = publish_review(tracking, settings=settings, store=store, backups=backups)
+    apply_retention_safely(tracking.store, settings)  # old days' tracking files; never fails the day
     if summary.failed:
         failing = ", ".join(car.car_id for car in summary.cars if not car.ok) or "rows refused at planning"
         raise AirflowFailException(f"{summary.failed} photo(s) failed; cars: {failing}")
