@@ -1,4 +1,5 @@
-"""``platemask`` command line: try a model or a style on a folder, list photos to check, restore, prepare the model."""
+"""``platemask`` command line: try a model or a style on a folder, list photos to check, restore, prepare the model,
+keep tracking files in check."""
 
 from __future__ import annotations
 
@@ -64,6 +65,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     review.set_defaults(run=_review)
 
+    retention = commands.add_parser(
+        "tracking-retention",
+        help="gzip / delete old tracking files as PLATEMASK_TRACKING_COMPRESS_AFTER_DAYS / _DELETE_AFTER_DAYS say",
+    )
+    retention.add_argument("--dry-run", action="store_true", help="only list what would be compressed or deleted")
+    retention.set_defaults(run=_tracking_retention)
+
     prepare = commands.add_parser("prepare-model", help="convert the built-in model to OpenVINO (install time)")
     prepare.add_argument("--out", type=Path, help="target folder (default: inside this Python environment)")
     prepare.set_defaults(run=_prepare_model)
@@ -105,6 +113,19 @@ def _review(args: argparse.Namespace) -> int:
         if page is None:
             return 2
         print(tracking.store.describe(page))
+    return 0
+
+
+def _tracking_retention(args: argparse.Namespace) -> int:
+    from platemask.retention import apply_retention
+    from platemask.storage import open_log_storage
+
+    settings = Settings.from_env()
+    if not (settings.tracking_compress_after_days or settings.tracking_delete_after_days):
+        print("PLATEMASK_TRACKING_COMPRESS_AFTER_DAYS and _DELETE_AFTER_DAYS are unset: nothing to do")
+        return 0
+    result = apply_retention(open_log_storage(settings), settings, dry_run=args.dry_run)
+    print("\n".join(result.lines(dry_run=args.dry_run)) or "no tracking file old enough")
     return 0
 
 

@@ -64,6 +64,8 @@ VARIABLES: dict[str, str] = {
     "PLATEMASK_INFERENCE_THREADS": "Threads per model inference, unpinned (default 1; 0: OpenVINO decides)",
     "PLATEMASK_PRELOAD": "Airflow workers import the photo libraries once for all car tasks they fork (default true)",
     "YOLO_CONFIG_DIR": "Writable folder for ultralytics settings (default: a platemask folder in the temp dir)",
+    "PLATEMASK_TRACKING_COMPRESS_AFTER_DAYS": "Gzip day tracking files older than this many days (default 0: never)",
+    "PLATEMASK_TRACKING_DELETE_AFTER_DAYS": "Delete day tracking files older than this many days (default 0: never)",
 }
 
 #: The one home of each default that several modules need.
@@ -256,6 +258,9 @@ class Settings:
     checks: MaskChecks = MaskChecks()
     render: RenderOptions = RenderOptions()
     limits: Limits = Limits()
+    #: Tracking files of days older than this many days are gzipped / deleted (0: never; platemask.retention).
+    tracking_compress_after_days: int = 0
+    tracking_delete_after_days: int = 0
 
     def __post_init__(self) -> None:
         # The detector traces outlines exactly when the mask style draws on them, however the
@@ -310,6 +315,8 @@ class Settings:
                 max_pixels=env.integer("PLATEMASK_MAX_PIXELS", Limits.max_pixels, minimum=1),
                 max_bytes=env.integer("PLATEMASK_MAX_BYTES", Limits.max_bytes, minimum=1),
             ),
+            tracking_compress_after_days=env.integer("PLATEMASK_TRACKING_COMPRESS_AFTER_DAYS", 0, minimum=0),
+            tracking_delete_after_days=env.integer("PLATEMASK_TRACKING_DELETE_AFTER_DAYS", 0, minimum=0),
         )
 
     def require_storage(self) -> None:

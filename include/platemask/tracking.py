@@ -7,12 +7,16 @@ and the day file is rewritten only under a lock file, by the tasks that plan and
 (and by restores). Records only ever grow their ``status_history``; when a part and the day
 file disagree, the longer history is the newer record. Every write is temp file + rename, so
 each file is valid JSON at every instant.
+
+An old day's file may be kept gzipped, ``processed_YYYYMMDD.json.gz`` (platemask.retention): it
+reads like the plain file, and the first update of that day writes the plain file back.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import gzip
 import hashlib
 import json
 import logging
@@ -20,6 +24,7 @@ import os
 import secrets
 import socket
 import time
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, TypedDict
 from zoneinfo import ZoneInfo
@@ -250,6 +255,7 @@ class DayTracking:
         self.day = day
         self.timezone = timezone
         self.path = f"/tracking/processed_{day:%Y%m%d}.json"
+        self.gz_path = self.path + ".gz"  # the same bytes gzipped, for an old day (platemask.retention)
         self.parts_dir = f"/tracking/processed_{day:%Y%m%d}.parts"
         self._lock_path = self.path + ".lock"
 
@@ -262,10 +268,9 @@ class DayTracking:
         return cls(open_log_storage(settings, s3_client), day, settings.timezone)
 
     def load(self) -> dict[str, Any]:
-        """The day file, or an empty one; an unreadable file is an error, never overwritten."""
-        where = self.store.describe(self.path)
+        """The day file (plain, else gzipped), or an empty one; an unreadable file is an error, never overwritten."""
         try:
-            text = self.store.read(self.path).decode("utf-8")
+            where, text = self._read_text()
         except MissingFileError:
             return {
                 "date": self.day.isoformat(),
@@ -273,8 +278,6 @@ class DayTracking:
                 "last_processed_time": None,
                 "processed": {},
             }
-        except StorageError as exc:
-            raise TrackingError(f"cannot read {where}: {exc}") from exc
         try:
             doc = json.loads(text)
         except json.JSONDecodeError as exc:
@@ -297,6 +300,67 @@ class DayTracking:
             self._merge_parts(doc)
             yield doc
             self._write(self.path, doc)
+            # The plain file is the day's file again; a gzipped copy left beside it would be stale.
+            self._delete(self.gz_path)
+
+    def compress(self) -> bool:
+        """Replace the day file by its gzipped copy (platemask.retention); False when it has no plain file.
+
+        Under the day's lock, so no update runs meanwhile. The plain file goes only once the copy
+        was written and read back to the same bytes: any failure leaves it in place.
+        """
+        with self._locked():
+            try:
+                data = self.store.read(self.path)
+            except MissingFileError:
+                return False
+            except StorageError as exc:
+                raise TrackingError(f"cannot read {self.store.describe(self.path)}: {exc}") from exc
+            self._put(self.gz_path, gzip.compress(data, mtime=0))  # mtime 0: the same day, the same bytes
+            try:
+                same = gzip.decompress(self.store.read(self.gz_path)) == data
+            except (OSError, EOFError, zlib.error) as exc:  # storage errors are OSErrors, as is BadGzipFile
+                raise TrackingError(f"cannot read back {self.store.describe(self.gz_path)}: {exc}") from exc
+            if not same:
+                raise TrackingError(f"{self.store.describe(self.gz_path)} read back differs; the plain file is kept")
+            self._delete(self.path)
+        return True
+
+    def remove(self) -> None:
+        """Delete the day's file in either form and its parts (platemask.retention)."""
+        with self._locked():
+            for name in self._part_names():
+                self._delete(f"{self.parts_dir}/{name}")
+            self._delete(self.path)
+            self._delete(self.gz_path)
+
+    def _read_text(self) -> tuple[str, str]:
+        """Where the day file was read and its text; :class:`MissingFileError` when neither form exists.
+
+        The plain file comes first: after a crash between writing it back and removing the
+        gzipped copy, both exist and the plain one is newer.
+        """
+        for path in (self.path, self.gz_path):
+            where = self.store.describe(path)
+            try:
+                data = self.store.read(path)
+            except MissingFileError:
+                continue
+            except StorageError as exc:
+                raise TrackingError(f"cannot read {where}: {exc}") from exc
+            if path == self.gz_path:
+                try:
+                    data = gzip.decompress(data)
+                except (OSError, EOFError, zlib.error) as exc:
+                    raise TrackingError(f"{where} is not valid gzip ({exc}); fix or move it away") from None
+            return where, data.decode("utf-8")
+        raise MissingFileError(f"{self.path} does not exist")
+
+    def _delete(self, path: str) -> None:
+        try:
+            self.store.delete(path)
+        except StorageError as exc:
+            raise TrackingError(f"cannot delete {self.store.describe(path)}: {exc}") from exc
 
     def read_part(self, car_id: str) -> dict[str, Any] | None:
         """A car's part, or None when it has none."""
@@ -333,8 +397,11 @@ class DayTracking:
                 processed[key] = merge_record(processed.get(key), record)
 
     def _write(self, path: str, doc: dict[str, Any]) -> None:
+        self._put(path, _encode(doc).encode("utf-8"))
+
+    def _put(self, path: str, data: bytes) -> None:
         try:
-            self.store.write(path, _encode(doc).encode("utf-8"))
+            self.store.write(path, data)
         except StorageError as exc:
             raise TrackingError(f"cannot write {self.store.describe(path)}: {exc}") from exc
 

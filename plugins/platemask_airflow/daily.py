@@ -13,6 +13,7 @@ from airflow.sdk import conf
 from platemask.config import Settings
 from platemask.daily import DayPlan, finish_day, plan_day, publish_review, target_day
 from platemask.notify import deliver_summary, format_summary
+from platemask.retention import apply_retention_safely
 from platemask_airflow.chatwork import ChatworkHook
 from platemask_airflow.errors import FailedPhotos, NothingToFinish
 from platemask_airflow.storage import day_tracking, open_storage
@@ -59,6 +60,7 @@ def finish(counts: dict[str, Any] | None, *, run_id: str) -> dict[str, Any]:
     chatwork = deliver_summary(summary, tracking, ChatworkHook(settings=settings).get_conn, run_id=run_id)
     store, backups = open_storage(settings)
     review_page = publish_review(tracking, settings=settings, store=store, backups=backups)
+    apply_retention_safely(tracking.store, settings)  # old days' tracking files; never fails the day
     if summary.failed:
         failing = ", ".join(car.car_id for car in summary.cars if not car.ok) or "rows refused at planning"
         raise FailedPhotos(f"{summary.failed} photo(s) failed; cars: {failing}")

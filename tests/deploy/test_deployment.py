@@ -14,6 +14,8 @@ without being used.
 from __future__ import annotations
 
 import ast
+import base64
+import fnmatch
 import importlib.util
 import io
 import json
@@ -593,6 +595,102 @@ def test_demo_seed_writes_into_the_demo_site_database():
     assert seed["depends_on"]["site-db"]["condition"] == "service_healthy"
 
 
+# --- secrets and exposure ----------------------------------------------------------------------
+
+SECRETS_SCRIPT = ROOT / "scripts" / "env_secrets.py"
+#: What airflow-init runs before anything else; the scripts folder is mounted for it.
+SECRETS_CHECK = "python /opt/airflow/scripts/env_secrets.py check"
+#: The secrets airflow-init must refuse to start with while they are empty or .env.example's.
+REFUSED_SECRETS = (
+    "AIRFLOW__API_AUTH__JWT_SECRET",
+    "AIRFLOW__API__SECRET_KEY",
+    "AIRFLOW__CORE__FERNET_KEY",
+    "_AIRFLOW_WWW_USER_PASSWORD",
+)
+#: 32 bytes in URL-safe base64, the shape of a Fernet key.
+GOOD_FERNET_KEY = base64.urlsafe_b64encode(b"k" * 32).decode()
+
+
+def _run_secrets_script(*arguments: str, environment: dict | None = None) -> subprocess.CompletedProcess:
+    """scripts/env_secrets.py as a process; ``environment`` (a container's) is all it sees."""
+    env = {name: str(value) for name, value in (environment or {}).items() if value is not None}
+    return subprocess.run(
+        [sys.executable, str(SECRETS_SCRIPT), *arguments],
+        env={**env, "PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def _init_environment(model: dict) -> dict:
+    return model["services"]["airflow-init"]["environment"]
+
+
+def test_airflow_init_checks_the_secrets_before_anything_else():
+    init = _services()["airflow-init"]
+    assert init["command"][1].splitlines()[:2] == ["set -e", SECRETS_CHECK]
+    assert _mounts(init)["/opt/airflow/scripts"] == ROOT / "scripts"
+    # The list repeats the common mounts (YAML cannot extend a list); none may go missing.
+    assert _mounts(_anchor()).items() <= _mounts(init).items()
+
+
+def test_airflow_init_refuses_the_secrets_of_env_example():
+    """After ``cp .env.example .env`` the stack must not start, and the error names each secret."""
+    result = _run_secrets_script("check", environment=_init_environment(resolved_as_shipped()))
+    assert result.returncode == 1
+    assert [name for name in REFUSED_SECRETS if name not in result.stderr] == []
+
+
+def test_airflow_init_accepts_generated_secrets(tmp_path):
+    env_file = tmp_path / ".env"
+    env_file.write_text(ENV_EXAMPLE.read_text(encoding="utf-8"), encoding="utf-8")
+    assert _run_secrets_script("fill", str(env_file)).returncode == 0
+    text = env_file.read_text(encoding="utf-8")
+    result = _run_secrets_script("check", environment=_init_environment(_resolved(text)))
+    assert (result.returncode, result.stderr) == (0, "")
+    # fill changes the four secrets and nothing else: the demo runs as shipped otherwise.
+    filled = {m.group(1): m.group(2).strip() for m in _ENV_ASSIGNMENT.finditer(text) if not m.group(0).startswith("#")}
+    shipped = _env_example_set()
+    assert {name for name in shipped if filled[name] != shipped[name]} == set(REFUSED_SECRETS)
+    assert len({filled[name] for name in REFUSED_SECRETS}) == len(REFUSED_SECRETS)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        pytest.param("AIRFLOW__API_AUTH__JWT_SECRET", "change-me-too", id="placeholder"),
+        pytest.param("AIRFLOW__API__SECRET_KEY", "'CHANGE-ME'", id="quoted-placeholder"),
+        pytest.param("_AIRFLOW_WWW_USER_PASSWORD", "   ", id="blank"),
+        pytest.param("AIRFLOW__CORE__FERNET_KEY", "", id="empty-fernet-key"),
+        pytest.param("AIRFLOW__CORE__FERNET_KEY", "not-a-fernet-key", id="invalid-fernet-key"),
+    ],
+)
+def test_airflow_init_names_the_one_secret_left_unusable(name, value):
+    good = dict.fromkeys(REFUSED_SECRETS, "x3H9vQp2LmZr8TnW") | {"AIRFLOW__CORE__FERNET_KEY": GOOD_FERNET_KEY}
+    assert _run_secrets_script("check", environment=good).returncode == 0
+    result = _run_secrets_script("check", environment={**good, name: value})
+    assert result.returncode == 1
+    assert [secret for secret in REFUSED_SECRETS if secret in result.stderr] == [name]
+
+
+@pytest.mark.parametrize("service", ["airflow-apiserver", "flower"])
+def test_web_ports_listen_on_localhost_unless_opened(service):
+    """The UI (and Flower, which has no login) are reached from the host or through a tunnel."""
+    (port,) = _services()[service]["ports"]
+    assert port["host_ip"] == "127.0.0.1"
+    (opened,) = _services(resolved(AIRFLOW_UI_BIND="0.0.0.0"))[service]["ports"]
+    assert opened["host_ip"] == "0.0.0.0"
+    assert opened["published"] == port["published"]
+
+
+def test_ui_port_is_a_setting():
+    (port,) = _services()["airflow-apiserver"]["ports"]
+    (moved,) = _services(resolved(AIRFLOW_UI_PORT="9090"))["airflow-apiserver"]["ports"]
+    assert (port["published"], moved["published"], moved["target"]) == ("8080", "9090", 8080)
+    assert moved["host_ip"] == "127.0.0.1"
+
+
 # --- .env.example -------------------------------------------------------------------------------
 
 
@@ -651,6 +749,30 @@ def test_env_example_runs_the_demo_as_shipped():
 def test_operations_guide_mentions_every_setting():
     guide = OPERATIONS.read_text(encoding="utf-8")
     assert {name for name in _env_example() if f"`{name}`" not in guide} == set()
+
+
+def _fenced(language: str) -> list[str]:
+    """The bodies of the operations guide's fenced blocks in ``language``."""
+    return re.findall(rf"^```{language}\n(.*?)^```", OPERATIONS.read_text(encoding="utf-8"), re.MULTILINE | re.DOTALL)
+
+
+def test_operations_guide_keeps_backups_out_of_public_reach():
+    """The web server and bucket rules of the guide hide exactly the unmasked copies the code writes."""
+    from platemask.paths import photo_paths
+
+    paths = photo_paths("/upfile/1041/8430/10418430001.jpg")
+    (nginx,), (apache,), (policy,) = _fenced("nginx"), _fenced("apache"), _fenced("json")
+    rules = [
+        re.fullmatch(r"location ~ (\S+) \{ return 404; \}\n", nginx)[1],
+        re.fullmatch(r'<LocationMatch "([^"]+)">\n\s+Require all denied\n</LocationMatch>\n', apache)[1],
+    ]
+    for rule in rules:
+        assert [bool(re.search(rule, p)) for p in (paths.backup, paths.original, paths.detect)] == [True, False, False]
+    (statement,) = json.loads(policy)["Statement"]
+    assert (statement["Effect"], statement["Principal"], statement["Action"]) == ("Deny", "*", "s3:GetObject")
+    # ARN wildcards match across "/", as fnmatch does.
+    keys = [f"arn:aws:s3:::cs1es3/webroot{p}" for p in (paths.backup, paths.original, paths.detect)]
+    assert [any(fnmatch.fnmatchcase(key, r) for r in statement["Resource"]) for key in keys] == [True, False, False]
 
 
 # --- Dockerfile ---------------------------------------------------------------------------------
