@@ -291,7 +291,7 @@ def check_backups_private(preflight: Preflight) -> Result:
         answers = _anonymous_answers(backups, probe)
     finally:
         backups.delete(probe)
-    where = backups.describe(probe.rsplit("/", 1)[0] + "/")
+    where = backups.describe(probe.rsplit("/", 1)[0]) + "/"
     public = [request for request, answer in answers.items() if answer == "allowed"]
     if public:
         return fail(
