@@ -209,7 +209,8 @@ def check_photo_root(preflight: Preflight) -> Result:
         _round_trip(store, probe)
     except PlateMaskError as exc:
         return fail(
-            str(exc), "let the user that runs the workers read and write S3_MOUNT (mount options, owner, S3 policy)"
+            f"{store.describe('/')}: {exc}",
+            "let the user that runs the workers read and write S3_MOUNT (mount options, owner, S3 policy)",
         )
     return ok(f"{store.describe('/')}: wrote, read back and deleted {probe.lstrip('/')}")
 
@@ -266,7 +267,7 @@ def check_log_dir(preflight: Preflight) -> Result:
     try:
         _round_trip(store, probe)
     except PlateMaskError as exc:
-        return fail(str(exc), "let the user that runs the workers write LOG_DIR/tracking")
+        return fail(f"LOG_DIR {store.describe('/')}: {exc}", "let the workers' user write LOG_DIR/tracking")
     if isinstance(store, LocalStorage):
         where = "a local path: the scheduler and every worker must see this same folder (a shared mount)"
     else:
