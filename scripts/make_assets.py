@@ -1,17 +1,25 @@
-"""Draw the built-in banner and logo PNGs (include/platemask/assets/).
+"""Draw the built-in banner and logo PNGs and the preflight's test photo (include/platemask/assets/).
 
-Sites replace them with their own (PLATEMASK_BANNER, PLATEMASK_LOGO); these defaults only need
-to look tidy. Run: .venv/bin/python scripts/make_assets.py
+Sites replace the banner and logo with their own (PLATEMASK_BANNER, PLATEMASK_LOGO); these
+defaults only need to look tidy. The test photo is a synthetic car (tests/support/synthetic.py,
+no customer photo) on which ``platemask check`` makes sure the plate model finds a plate: the
+first seed whose plate the built-in model finds surely and in the right place.
+Run: .venv/bin/python scripts/make_assets.py
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
+import cv2
 import matplotlib_fontja
+import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-ASSETS = Path(__file__).parents[1] / "include" / "platemask" / "assets"
+REPO = Path(__file__).parents[1]
+sys.path[:0] = [str(REPO / "include"), str(REPO)]
+ASSETS = REPO / "include" / "platemask" / "assets"
 FONT = Path(matplotlib_fontja.__file__).parent / "fonts" / "ipaexg.ttf"
 
 
@@ -41,8 +49,31 @@ def logo() -> Image.Image:
     return image
 
 
+def check_photo(size: tuple[int, int] = (480, 360), quality: int = 80, min_conf: float = 0.7) -> bytes:
+    """A small JPEG of a synthetic car whose plate the built-in model finds (conf >= ``min_conf``, IoU >= 0.5).
+
+    Small, so it costs the package and the check little; sure, so a sound model never fails the
+    check on it, while a wrong model or threshold does.
+    """
+    from platemask.config import DetectOptions
+    from platemask.detect import PlateDetector, box_iou
+    from tests.support.synthetic import make_car_photo, photo_jpeg
+
+    detector = PlateDetector(DetectOptions())
+    for seed in range(100):
+        photo = make_car_photo(seed, size)
+        data = photo_jpeg(photo.image, quality)
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        found = detector.detect([image])[0]
+        if len(found) == 1 and found[0].conf >= min_conf and box_iou(found[0].box, photo.plate_box) >= 0.5:
+            print(f"check photo: seed {seed}, plate {photo.plate_text}, confidence {found[0].conf:.2f}")
+            return data
+    raise RuntimeError("no seed in 0-99 gives a photo whose plate the built-in model finds surely")
+
+
 if __name__ == "__main__":
     ASSETS.mkdir(parents=True, exist_ok=True)
     banner().save(ASSETS / "banner.png", optimize=True)
     logo().save(ASSETS / "logo.png", optimize=True)
-    print(f"wrote {ASSETS / 'banner.png'} and {ASSETS / 'logo.png'}")
+    (ASSETS / "check_plate.jpg").write_bytes(check_photo())
+    print(f"wrote {ASSETS / 'banner.png'}, {ASSETS / 'logo.png'} and {ASSETS / 'check_plate.jpg'}")

@@ -19,6 +19,7 @@ import shutil
 import signal
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -28,6 +29,7 @@ sys.path[:0] = [str(REPO / "include"), str(REPO / "plugins"), str(REPO), str(REP
 from demo import seed  # noqa: E402
 
 from platemask.paths import car_folder  # noqa: E402
+from platemask.preflight import Outcome, Preflight, format_outcome, passed, run_checks  # noqa: E402
 from tests.support.synthetic import make_car_photo, photo_jpeg  # noqa: E402
 
 USER, PASSWORD = "admin", "platemask"
@@ -119,16 +121,34 @@ def running_site(out: Path, day: dt.date, *, port: int | None = None):
                     "YOLO_CONFIG_DIR": str(home / "ultralytics"),
                 }
                 env = {k: v for k, v in env.items() if v}
-                with cluster.running(home, env, slots=2, port=port) as airflow:
-                    airflow.wait(
-                        lambda: "plate_masking_daily" in airflow.airflow("dags", "list"), 180, "the DAGs to be parsed"
-                    )
-                    airflow.airflow("dags", "unpause", "plate_masking_daily")
-                    yield UiSite(airflow, chatwork, root, logs, [*earlier, day])
+                # The preflight runs while Airflow starts, so its model check (about 1 s) adds no wait.
+                with ThreadPoolExecutor(max_workers=1) as pool:
+                    checked = pool.submit(_preflight, {**os.environ, **env})
+                    with cluster.running(home, env, slots=2, port=port) as airflow:
+                        _report(checked.result())
+                        airflow.wait(
+                            lambda: "plate_masking_daily" in airflow.airflow("dags", "list"),
+                            180,
+                            "the DAGs to be parsed",
+                        )
+                        airflow.airflow("dags", "unpause", "plate_masking_daily")
+                        yield UiSite(airflow, chatwork, root, logs, [*earlier, day])
         finally:
             server.cleanup()
 
     return started()
+
+
+def _preflight(environ: dict[str, str]) -> list[Outcome]:
+    """``platemask check`` against this stack (the site database through psycopg2, not Airflow)."""
+    return list(run_checks(Preflight(environ)))
+
+
+def _report(outcomes: list[Outcome]) -> None:
+    """Print the check's lines; stop here, Airflow and all, when a required check failed."""
+    print("platemask check:", *(format_outcome(outcome) for outcome in outcomes), sep="\n  ", flush=True)
+    if not passed(outcomes):
+        raise SystemExit("make ui: a required check failed (FAIL above); nothing was left running")
 
 
 def _seed_earlier_days(db_url: str, root: Path, days: list[dt.date]) -> None:

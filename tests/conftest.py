@@ -104,6 +104,21 @@ def put_photo(photo_root: Path) -> Callable[..., bytes]:
     return put
 
 
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """An embedded PostgreSQL 16 (pgserver), stopped at the end of the session."""
+    import logging
+
+    import pgserver
+
+    pgdata = tmp_path_factory.mktemp("pgdata")
+    pgdata.parent.chmod(0o755)  # as root, pgserver runs postgres as its own user, which must reach the folder
+    server = pgserver.get_server(pgdata, cleanup_mode="stop")
+    yield server
+    server.cleanup()
+    logging.getLogger("pgserver").disabled = True  # its exit hook logs after pytest closed the streams
+
+
 # A real S3 server (SeaweedFS), started on first use and stopped at the end of the session.
 _buckets = itertools.count()
 

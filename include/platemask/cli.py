@@ -1,5 +1,5 @@
-"""``platemask`` command line: try a model or a style on a folder, list photos to check, restore, prepare the model,
-keep tracking files in check."""
+"""``platemask`` command line: check an installation, try a model or a style on a folder, list photos to check,
+restore, prepare the model, keep tracking files in check."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from platemask.config import MASK_STYLES, SECOND_LOOK_MODES, Settings
 from platemask.errors import PlateMaskError
@@ -40,6 +41,14 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="platemask", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    check = commands.add_parser(
+        "check", help="check the installation (settings, model, storage, database, Chatwork, backups); 1 on failure"
+    )
+    check.add_argument(
+        "--sql", type=Path, help="the site's query (default: include/sql/day_uploads.sql, as the daily DAG reads it)"
+    )
+    check.set_defaults(run=_check)
 
     mask = commands.add_parser("mask-dir", help="mask every image under IN_DIR into OUT_DIR")
     mask.add_argument("in_dir", type=Path, metavar="IN_DIR")
@@ -80,6 +89,42 @@ def _parser() -> argparse.ArgumentParser:
 
     add_restore_command(commands)
     return parser
+
+
+def _check(args: argparse.Namespace) -> int:
+    from platemask.preflight import Preflight, format_outcome, passed, run_checks
+
+    preflight = Preflight(environ=os.environ, **_airflow_connections())
+    # Importing Airflow sets its own logging up: the check's lines are its output, not log records.
+    log.setLevel(logging.INFO if args.verbose else logging.WARNING)
+    if args.sql:
+        preflight.sql_file = args.sql
+    outcomes = []
+    for outcome in run_checks(preflight):
+        print(format_outcome(outcome), flush=True)
+        outcomes.append(outcome)
+    good = passed(outcomes)
+    print("platemask check: " + ("ready" if good else "NOT ready: fix the FAIL lines above and run it again"))
+    return 0 if good else 1
+
+
+def _airflow_connections() -> dict[str, Any]:
+    """Airflow's connections where Airflow is installed: the check then reaches what the tasks reach.
+
+    Without Airflow the defaults apply: ``AIRFLOW_CONN_UPLOAD_DB`` through psycopg2, boto3's own
+    credentials, and the CHATWORK_* variables.
+    """
+    try:
+        from platemask_airflow.chatwork import ChatworkHook
+        from platemask_airflow.storage import s3_client_factory
+        from platemask_airflow.uploads import connect_upload_db
+    except ImportError:
+        return {}
+    return {
+        "connect_db": connect_upload_db,
+        "s3_client": lambda settings: s3_client_factory(settings)(),
+        "chatwork": lambda settings: ChatworkHook(settings=settings).get_conn(),
+    }
 
 
 def _prepare_model(args: argparse.Namespace) -> int:

@@ -274,6 +274,29 @@ class ChatworkClient:
         """Where messages to this room are posted."""
         return f"{self.api_url}/rooms/{self.room_id}/messages"
 
+    def room(self) -> dict[str, Any]:
+        """The room as Chatwork describes it (``GET /rooms/{room_id}``), tried once.
+
+        A cheap authenticated call that posts nothing: it proves the token and that its account
+        is in the room (``role`` says whether it may post: ``readonly`` may not).
+        """
+        headers = {"X-ChatWorkToken": self._api_key, "Accept": "application/json"}
+        url = f"{self.api_url}/rooms/{self.room_id}"
+        try:
+            response = self.session.get(url, headers=headers, timeout=self.timeout)
+        except requests.RequestException as exc:
+            raise ChatworkError(self._redact(f"cannot reach {self.api_url} ({type(exc).__name__})")) from None
+        if response.status_code != 200:
+            raise ChatworkError(
+                f"Chatwork refused room {self.room_id}: HTTP {response.status_code}: {self._error_text(response)}"
+            )
+        try:
+            return dict(response.json())
+        except (ValueError, TypeError):
+            raise ChatworkError(
+                f"Chatwork room {self.room_id}: the answer is not a room: {response.text[:200]!r}"
+            ) from None
+
     def post_message(self, body: str, *, self_unread: bool = False) -> str:
         """Post ``body`` to the room and return Chatwork's message id.
 

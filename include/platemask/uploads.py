@@ -14,10 +14,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["FIRST_BRANCH_NO", "SITE_TIME_ZONE_SQL", "Photo", "day_bounds", "photo_from_row", "query_parameters"]
+__all__ = [
+    "FIRST_BRANCH_NO",
+    "QUERY_COLUMNS",
+    "SITE_TIME_ZONE_SQL",
+    "Photo",
+    "day_bounds",
+    "photo_from_row",
+    "query_parameters",
+]
 
 #: The one ``branch_no`` that makes a photo its car's first (not NULL, not 2, ...).
 FIRST_BRANCH_NO = 1
+#: The columns the site's query must return, by these names (``platemask check`` makes sure).
+QUERY_COLUMNS = ("file_id", "car_id", "file_path", "branch_no", "updated_at")
 
 
 @dataclass(frozen=True)

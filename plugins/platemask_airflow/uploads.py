@@ -11,7 +11,7 @@ from airflow.providers.postgres.hooks.postgres import PostgresHook
 
 from platemask.uploads import SITE_TIME_ZONE_SQL, query_parameters
 
-__all__ = ["fetch_day_uploads"]
+__all__ = ["connect_upload_db", "fetch_day_uploads"]
 
 
 def fetch_day_uploads(
@@ -26,13 +26,18 @@ def fetch_day_uploads(
 
     The query gets ``day_start``/``day_end`` (site-local, end exclusive) and the tracking file's
     ``last_processed_time`` (NULL on a first run) and returns ``file_id, car_id, file_path,
-    branch_no, updated_at``.
+    branch_no, updated_at``. The session runs in the site's ``timezone``, so the day is the
+    site's whether the columns are ``timestamp`` or ``timestamptz``.
     """
     sql = sql_file.read_text(encoding="utf-8")
     parameters = query_parameters(sql, day, last_processed_time=last_processed_time)
-    hook = PostgresHook(postgres_conn_id=conn_id)
-    with closing(hook.get_conn()) as conn, closing(conn.cursor()) as cursor:
+    with closing(connect_upload_db(conn_id)) as conn, closing(conn.cursor()) as cursor:
         cursor.execute(SITE_TIME_ZONE_SQL, {"timezone": timezone})
         cursor.execute(sql, parameters)
         columns = [column[0] for column in cursor.description]
         return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+
+
+def connect_upload_db(conn_id: str = "upload_db") -> Any:
+    """A DB-API connection to the site database, through Airflow's connection ``conn_id``."""
+    return PostgresHook(postgres_conn_id=conn_id).get_conn()

@@ -522,7 +522,7 @@ def test_common_mounts(target):
     assert _mounts(_anchor())[target] == ROOT / Path(target).name
 
 
-@pytest.mark.parametrize("service", ["airflow-worker", "demo-seed"])
+@pytest.mark.parametrize("service", ["airflow-worker", "airflow-init", "demo-seed"])
 def test_photo_root_is_mounted_where_s3_mount_points(service, tmp_path):
     definition = _services(resolved(PHOTOS_HOST_DIR=str(tmp_path)))[service]
     assert _mounts(definition)[_anchor()["environment"]["S3_MOUNT"]] == tmp_path
@@ -572,6 +572,22 @@ def test_car_task_bound_reaches_every_airflow_container():
     for name in ("airflow-dag-processor", "airflow-scheduler", "airflow-worker"):
         assert services[name]["environment"]["PLATEMASK_CAR_TASKS"] == "5", name
     assert "pools" not in "\n".join(services["airflow-init"]["command"])
+
+
+def test_init_ends_with_platemask_check_as_the_workers_user():
+    """A deployment that cannot work (settings, model, photo root, query...) stops at init."""
+    init = _services(resolved(AIRFLOW_UID="1234"))["airflow-init"]
+    command = "\n".join(init["command"])
+    assert command.rstrip().endswith("platemask check")
+    assert "set -e" in command  # its exit status is init's
+    assert 'setpriv --reuid="1234" --regid=0' in command
+    assert command.index("platemask check") > command.index("chown -R")  # after the folders are the user's
+
+
+def test_init_waits_for_the_demo_seed_only_where_there_is_one():
+    init = _services()["airflow-init"]
+    assert init["depends_on"]["demo-seed"] == {"condition": "service_completed_successfully", "required": False}
+    assert {"postgres", "redis"} <= set(init["depends_on"])
 
 
 def test_demo_seed_writes_into_the_demo_site_database():

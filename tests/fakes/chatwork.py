@@ -1,8 +1,9 @@
 """A local fake of the Chatwork API v2 message endpoint, a real HTTP server for tests.
 
-Only ``POST /v2/rooms/{room_id}/messages`` is served, as Chatwork does it: the token in
+``POST /v2/rooms/{room_id}/messages`` is served as Chatwork does it: the token in
 ``X-ChatWorkToken``, a form-encoded ``body``, ``{"message_id": "..."}`` back, ``{"errors": [...]}``
-on failure. Tests can script the next answers (429 with rate-limit headers, 5xx) to exercise
+on failure; so is ``GET /v2/rooms/{room_id}`` (the room, with this account's ``role``), which
+``platemask check`` calls. Tests can script the next answers (429 with rate-limit headers, 5xx) to exercise
 retries. It listens on 127.0.0.1 only, on a free port, in a daemon thread.
 
     with FakeChatwork(token="t0ken") as chatwork:
@@ -32,6 +33,7 @@ __all__ = ["FakeChatwork"]
 log = logging.getLogger(__name__)
 
 _MESSAGES_PATH = re.compile(r"^/v2/rooms/(?P<room_id>\d+)/messages$")
+_ROOM_PATH = re.compile(r"^/v2/rooms/(?P<room_id>\d+)$")
 
 
 @dataclass
@@ -50,10 +52,12 @@ class FakeChatwork:
 
     :param token: the API token the fake accepts; any other gets 401 ``Invalid API token``.
     :param first_message_id: the id given to the first accepted message, then counting up.
+    :param role: this account's role in every room (``admin``, ``member`` or ``readonly``).
     """
 
-    def __init__(self, token: str = "test-token", *, first_message_id: int = 1) -> None:
+    def __init__(self, token: str = "test-token", *, first_message_id: int = 1, role: str = "member") -> None:
         self.token = token
+        self.role = role
         self._lock = threading.Lock()
         self._requests: list[dict[str, Any]] = []
         self._messages: list[dict[str, Any]] = []
@@ -210,7 +214,15 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, headers, payload)
 
     def do_GET(self) -> None:
-        self._send(404, {}, {"errors": ["Resource not found"]})
+        match = _ROOM_PATH.match(urlsplit(self.path).path)
+        fake = self.server.fake
+        if match is None:
+            self._send(404, {}, {"errors": ["Resource not found"]})
+        elif self.headers.get("X-ChatWorkToken") != fake.token:
+            self._send(401, {}, {"errors": ["Invalid API token"]})
+        else:
+            room_id = int(match["room_id"])
+            self._send(200, {}, {"room_id": room_id, "name": f"room {room_id}", "type": "group", "role": fake.role})
 
     def _send(self, status: int, headers: Mapping[str, str], payload: Any) -> None:
         data = json.dumps(payload, ensure_ascii=False).encode("utf-8")

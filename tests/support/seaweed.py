@@ -109,8 +109,13 @@ def fuse_available() -> bool:
     return os.path.exists("/dev/fuse") and os.geteuid() == 0 and shutil.which("umount") is not None
 
 
-def start(workdir: Path, timeout: float = 60.0) -> Seaweed:
-    """Start ``weed server -s3`` in ``workdir`` and wait until S3 answers."""
+def start(workdir: Path, timeout: float = 60.0, *, public_buckets: tuple[str, ...] | None = None) -> Seaweed:
+    """Start ``weed server -s3`` in ``workdir`` and wait until S3 answers.
+
+    By default SeaweedFS checks no credentials at all. With ``public_buckets`` it knows two
+    identities, as a real S3 does: ``ACCESS`` may do everything, and anyone without credentials
+    (SeaweedFS's ``anonymous`` identity) may read and list those buckets and nothing else.
+    """
     names = [
         "master",
         "master.grpc",
@@ -137,11 +142,31 @@ def start(workdir: Path, timeout: float = 60.0) -> Seaweed:
         f"-s3.port.iceberg={ports['s3.iceberg']}", f"-s3.port.lance={ports['s3.lance']}",
         f"-metricsPort={ports['metrics']}",
     ]  # fmt: skip
+    if public_buckets is not None:
+        command.append(f"-s3.config={_identities(workdir, public_buckets)}")
     process = _launch(command, workdir)
     filer = f"127.0.0.1:{ports['filer']}.{ports['filer.grpc']}"  # host:http.grpc, as weed spells it
     weed = Seaweed(f"http://127.0.0.1:{ports['s3']}", filer, process, workdir, command)
     _wait_ready(weed, timeout)
     return weed
+
+
+def _identities(workdir: Path, public_buckets: tuple[str, ...]) -> Path:
+    """SeaweedFS's S3 identities file: ``ACCESS`` may do everything, anonymous only read the public buckets."""
+    import json
+
+    anonymous = [f"{action}:{bucket}" for bucket in public_buckets for action in ("Read", "List")]
+    identities = [
+        {
+            "name": "platemask-test",
+            "credentials": [{"accessKey": ACCESS["aws_access_key_id"], "secretKey": ACCESS["aws_secret_access_key"]}],
+            "actions": ["Admin", "Read", "List", "Tagging", "Write"],
+        },
+        {"name": "anonymous", "actions": anonymous},
+    ]
+    path = workdir / "s3.json"
+    path.write_text(json.dumps({"identities": identities}), encoding="utf-8")
+    return path
 
 
 def _launch(command: list[str], workdir: Path) -> subprocess.Popen:

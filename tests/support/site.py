@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from platemask.paths import car_folder
 
 TABLE = (Path(__file__).parents[2] / "include" / "sql" / "upload_files.sql").read_text(encoding="utf-8")
+_databases = itertools.count()
 SCHEMA = json.loads((Path(__file__).parents[1] / "schemas" / "tracking.schema.json").read_text(encoding="utf-8"))
 
 
@@ -120,3 +123,18 @@ class Site:
         import cv2
 
         return cv2.imdecode(np.frombuffer(self.file(path), np.uint8), cv2.IMREAD_COLOR)
+
+
+def new_site(postgres: Any, root: Path) -> Site:
+    """A fresh database with ``upload_files`` on ``postgres`` (a pgserver) and ``root`` as its photo folder."""
+    import psycopg
+
+    database = f"site_{next(_databases)}"
+    admin_dsn = postgres.get_uri()
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {database}")
+    socket_dir = admin_dsn.split("host=", 1)[1]
+    site = Site(dsn=postgres.get_uri(database), socket_dir=socket_dir, database=database, root=root)
+    site.root.mkdir(parents=True, exist_ok=True)
+    site.execute(TABLE)
+    return site
