@@ -90,7 +90,7 @@ def plate_masking_daily() -> None:
         """
         from platemask_airflow.daily import plan
 
-        day_plan = plan(UPLOADS_SQL, params["date"], logical_date, force=params["force"])
+        day_plan = plan(UPLOADS_SQL, params["date"], logical_date, force=params["force"], run_id=ti.run_id)
         for key, value in day_plan.outputs().items():
             ti.xcom_push(key=key, value=value)
         return day_plan.batches

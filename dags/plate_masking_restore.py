@@ -22,7 +22,7 @@ from pathlib import Path
 import pendulum
 from airflow.sdk import Param, dag, task
 
-from platemask.config import site_timezone
+from platemask.config import RESTORE_TIMEOUT, site_timezone
 from platemask_airflow.notifiers import ChatworkNotifier
 from platemask_airflow.restore import CAR_ID_PATTERN, RESTORE_STATUSES
 
@@ -76,13 +76,14 @@ from platemask_airflow.restore import CAR_ID_PATTERN, RESTORE_STATUSES
 def plate_masking_restore() -> None:
     @task(
         multiple_outputs=False,
+        execution_timeout=RESTORE_TIMEOUT,
         on_failure_callback=ChatworkNotifier.task_failed("originals were not all restored"),
     )
-    def restore_originals(params: dict) -> dict:
+    def restore_originals(params: dict, run_id: str) -> dict:
         """Copy the selected backups over the originals and report per car."""
         from platemask_airflow.restore import run_restore
 
-        return run_restore(params)
+        return run_restore(params, run_id=run_id)
 
     restore_originals()
 

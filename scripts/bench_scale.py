@@ -65,7 +65,7 @@ def _measure(work: Path, rows: int) -> dict[str, float]:
 
     figures: dict[str, float] = {}
     started = time.perf_counter()
-    day_plan = plan(UPLOADS_SQL, DAY.isoformat(), None, force=False)
+    day_plan = plan(UPLOADS_SQL, DAY.isoformat(), None, force=False, run_id="bench-scale")
     figures["plan_s"] = time.perf_counter() - started
     items, counts = day_plan.batches, day_plan.counts()
     figures["xcom_items_bytes"] = len(json.dumps(items))
@@ -79,7 +79,7 @@ def _measure(work: Path, rows: int) -> dict[str, float]:
     tracking = Path(os.environ["LOG_DIR"]) / "tracking" / f"processed_{DAY:%Y%m%d}.json"
     figures["tracking_mb"] = tracking.stat().st_size / 1e6
     started = time.perf_counter()
-    again = plan(UPLOADS_SQL, DAY.isoformat(), None, force=False)
+    again = plan(UPLOADS_SQL, DAY.isoformat(), None, force=False, run_id="bench-scale-rerun")
     figures["replan_s"] = time.perf_counter() - started
     print(f"A day of {rows:,} photos in {counts['cars']:,} cars ({len(items):,} mapped tasks)")
     print(f"   plan_uploads, first run        {figures['plan_s']:7.1f} s")

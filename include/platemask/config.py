@@ -347,6 +347,9 @@ DEFAULT_CAR_TIMEOUT_MIN = 15.0
 #: A 150,000-photo day is about 10 core-hours (README, *Capacity*): sized for a night, a run
 #: still going after 20 hours is stuck, and the next day's run (max_active_runs=1) waits on it.
 DEFAULT_DAY_TIMEOUT_MIN = 1200.0
+#: A restore (``execution_timeout`` of its task): it copies backups back 8 at a time, and a daily
+#: run of the day waits for it (platemask.tracking, ``DayTracking.claim``), so it is bounded too.
+RESTORE_TIMEOUT = dt.timedelta(hours=3)
 
 
 def car_timeout(environ: Mapping[str, str] | None = None) -> dt.timedelta:

@@ -12,6 +12,7 @@ __all__ = [
     "BackupError",
     "ChatworkError",
     "ConfigError",
+    "DayBusyError",
     "ImageTooLargeError",
     "InternalError",
     "InvalidImageError",
@@ -135,6 +136,13 @@ class TrackingError(PlateMaskError):
 
     code = "tracking"
     infrastructure = True
+
+
+class DayBusyError(PlateMaskError):
+    """A daily run and a restore of the same day would interleave: the later one waits (retries)."""
+
+    code = "day_busy"
+    transient = True
 
 
 class ChatworkError(PlateMaskError):

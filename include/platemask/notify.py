@@ -43,6 +43,7 @@ __all__ = [
     "client_from_env",
     "client_from_settings",
     "deliver_summary",
+    "fit_lines",
     "format_summary",
     "send_summary",
     "summarise_run",
@@ -179,21 +180,28 @@ def format_summary(summary: DaySummary, max_chars: int = MAX_MESSAGE_CHARS) -> s
     full = "\n".join([*head, *(_car_line(car) for car in summary.cars), _END])
     if len(full) <= max_chars:
         return full
-
     # Too long: failures matter most, so every ⚠️ car gets a line before any ✅ car does.
     ranked = [car for car in summary.cars if not car.ok] + [car for car in summary.cars if car.ok]
+    return fit_lines(head, [_car_line(car) for car in ranked], _END, max_chars)
+
+
+def fit_lines(head: Sequence[str], lines: Sequence[str], end: str, max_chars: int = MAX_MESSAGE_CHARS) -> str:
+    """``head``, as many of ``lines`` as fit in ``max_chars`` (the most important first), a
+    "…他N台" line for the rest, and ``end``: a message Chatwork accepts, however many cars."""
+    full = "\n".join([*head, *lines, end])
+    if len(full) <= max_chars:
+        return full
     # Reserve room for the "…他N台" line with the widest N it could show.
-    used = len("\n".join(head)) + len(_more_line(len(ranked))) + len(_END) + 2
+    used = len("\n".join(head)) + len(_more_line(len(lines))) + len(end) + 2
     if used > max_chars:
-        raise ValueError(f"max_chars={max_chars} is too small for even the summary's header")
+        raise ValueError(f"max_chars={max_chars} is too small for even the message's header")
     listed: list[str] = []
-    for car in ranked:
-        line = _car_line(car)
+    for line in lines:
         if used + len(line) + 1 > max_chars:
             break
         listed.append(line)
         used += len(line) + 1
-    return "\n".join([*head, *listed, _more_line(len(ranked) - len(listed)), _END])
+    return "\n".join([*head, *listed, _more_line(len(lines) - len(listed)), end])
 
 
 def _infrastructure_line(photos: int) -> str:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import logging
+import os
+import socket
 from collections import Counter
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -18,9 +20,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from platemask.backup import history_path
-from platemask.config import BACKUP_DIR, DETECT_DIR, Settings
-from platemask.errors import MissingFileError, PlateMaskError
+from platemask.config import BACKUP_DIR, DETECT_DIR, Settings, day_timeout
+from platemask.errors import ChatworkError, MissingFileError, PlateMaskError
 from platemask.images import output_source, sha256
+from platemask.notify import MAX_MESSAGE_CHARS, fit_lines
 from platemask.paths import parse_car_ids, photo_paths
 from platemask.progress import Progress
 from platemask.storage import Storage
@@ -80,6 +83,7 @@ class RestoreReport:
     request: RestoreRequest
     files: list[FileRestore] = field(default_factory=list)
     problem: str = ""  # set when the tracking file itself could not be read
+    chatwork: str = ""  # how posting the report went: sent, already sent, failed: ..., or "" (not posted)
 
     def counts(self) -> dict[str, int]:
         """Files per action, every action present."""
@@ -118,10 +122,12 @@ class RestoreReport:
             "unmatched_cars": list(self.unmatched_cars()),
             "problems": [f"{f.path}: {f.detail}" for f in self.files if f.action in ("error", "missing_backup")]
             + ([self.problem] if self.problem else []),
+            "chatwork": self.chatwork,
         }
 
-    def text(self) -> str:
-        """The report as Chatwork-style text, one line per car."""
+    def text(self, max_chars: int = MAX_MESSAGE_CHARS) -> str:
+        """The report as Chatwork-style text, one line per car; cars with problems come first when
+        the lines must be cut to fit ``max_chars`` (Chatwork's limit, as for the daily summary)."""
         r, c = self.request, self.counts()
         mode = "dry run: nothing was changed" if r.dry_run else "originals restored"
         cars = ", ".join(r.car_ids) if r.car_ids else "all cars"
@@ -137,14 +143,13 @@ class RestoreReport:
             lines.append(f"  {self.problem}")
         lines.append("")
         lines.append("📊 車両別結果:")
+        problems, fine = [], []
         for car, counts in self.per_car().items():
-            mark = "⚠️" if counts.get("error") or counts.get("missing_backup") else "✅"
+            bad = counts.get("error") or counts.get("missing_backup")
             detail = ", ".join(f"{action} {n}" for action, n in counts.items())
-            lines.append(f"  {mark} {car}: {detail}")
-        for car in self.unmatched_cars():
-            lines.append(f"  ❔ no matching photos for car {car} (status={r.status})")
-        lines.append("[/info]")
-        return "\n".join(lines)
+            (problems if bad else fine).append(f"  {'⚠️' if bad else '✅'} {car}: {detail}")
+        unmatched = [f"  ❔ no matching photos for car {car} (status={r.status})" for car in self.unmatched_cars()]
+        return fit_lines(lines, [*problems, *unmatched, *fine], "[/info]", max_chars)
 
 
 def car_id_from_path(path: str) -> str:
@@ -254,7 +259,11 @@ def _restore_one(
 
 
 def _record_restores(tracking: DayTracking, report: RestoreReport) -> None:
-    """Rule 7 meets rule 5: restored records get a ``restored`` history entry and ``restored_at``."""
+    """Rule 7 meets rule 5: restored records get a ``restored`` history entry and ``restored_at``.
+
+    Once: a retried restore finds the photos it already put back unchanged, and adds nothing to
+    records whose last entry says so.
+    """
     touched = [f for f in report.files if f.action in ("restored", "unchanged")]
     if not touched:
         return
@@ -262,11 +271,14 @@ def _record_restores(tracking: DayTracking, report: RestoreReport) -> None:
     with tracking.update() as doc:
         for item in touched:
             record = doc["processed"].get(item.file_id)
-            if record is not None:
-                record["status_history"].append({"status": "restored", "at": at})
-                record["restored_at"] = at
-                if report.request.remove_detect:
-                    record["detect_removed_at"] = at
+            if record is None:
+                continue
+            if item.action == "unchanged" and record["status_history"][-1]["status"] == "restored":
+                continue
+            record["status_history"].append({"status": "restored", "at": at})
+            record["restored_at"] = at
+            if report.request.remove_detect:
+                record["detect_removed_at"] = at
 
 
 def restore_and_report(
@@ -277,28 +289,63 @@ def restore_and_report(
     store: Storage,
     backups: Storage,
     client: ChatworkClient | None,
+    run_id: str | None = None,
 ) -> RestoreReport:
     """Rule 7 end to end, for the restore DAG and ``platemask restore`` alike.
+
+    A restore that changes photos claims the day first (:meth:`DayTracking.claim`): it never
+    interleaves with a daily run of that day. ``run_id`` names this restore (a retried task has
+    the same one), so it posts its report at most once.
 
     Restores (or lists) the originals, logs what was not restored and the requested cars that
     matched nothing, and posts the report to Chatwork when ``client`` is given and files were
     selected. The caller shows the report (task log or terminal) and decides the outcome.
     """
-    report = restore_day(
-        request,
-        tracking,
-        store=store,
-        backups=backups,
-        backup_dir=settings.backup_dir_name,
-        detect_dir=settings.detect_dir_name,
-    )
+    run_id = run_id or f"restore {socket.gethostname()} pid {os.getpid()}"
+    if not request.dry_run:
+        tracking.claim("restore", run_id, stale_after=day_timeout().total_seconds())
+    try:
+        report = restore_day(
+            request,
+            tracking,
+            store=store,
+            backups=backups,
+            backup_dir=settings.backup_dir_name,
+            detect_dir=settings.detect_dir_name,
+        )
+    finally:
+        if not request.dry_run:
+            tracking.release(run_id)
     for line in report.as_dict()["problems"]:
         log.warning("Not restored: %s", line)
     for car_id in report.unmatched_cars():
         log.warning("No matching photos for car %s (status=%s) on %s", car_id, request.status, request.day)
     if client is not None and report.files:
-        client.post_message(report.text())
+        report.chatwork = _post_once(report, tracking, client, run_id)
     return report
+
+
+def _post_once(report: RestoreReport, tracking: DayTracking, client: ChatworkClient, run_id: str | None) -> str:
+    """Post the report, once per run: a retried restore task does not post it again, and a
+    Chatwork failure is a warning, never a failed restore (the photos are back either way)."""
+    sent = {
+        n.get("run_id")
+        for n in tracking.load().get("notifications", ())
+        if n.get("kind") == "restore" and n.get("status") == "sent"
+    }
+    if run_id in sent:
+        log.info("Restore report of %s already sent by this run; not sending it again", run_id)
+        return "already sent"
+    entry: dict[str, Any] = {"kind": "restore", "run_id": run_id}
+    try:
+        entry.update(status="sent", message_id=client.post_message(report.text()))
+    except ChatworkError as exc:
+        log.warning("Restore report NOT sent to Chatwork: %s", exc)
+        entry.update(status="failed", error=str(exc))
+    entry["at"] = stamp(site_now(tracking.timezone))
+    with tracking.update() as doc:
+        doc.setdefault("notifications", []).append(entry)
+    return entry["status"] if entry["status"] != "failed" else f"failed: {entry['error']}"
 
 
 def add_restore_command(commands: Any) -> None:

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 from zoneinfo import ZoneInfo
 
 from platemask.config import DEFAULT_TIMEZONE
-from platemask.errors import MissingFileError, StorageError, TrackingError
+from platemask.errors import DayBusyError, MissingFileError, StorageError, TrackingError
 from platemask.storage import Storage, open_log_storage
 
 if TYPE_CHECKING:  # annotations only: the restore form imports this module at DAG parse time
@@ -258,6 +258,7 @@ class DayTracking:
         self.gz_path = self.path + ".gz"  # the same bytes gzipped, for an old day (platemask.retention)
         self.parts_dir = f"/tracking/processed_{day:%Y%m%d}.parts"
         self._lock_path = self.path + ".lock"
+        self._claim_path = self.path + ".claim"
 
     def __repr__(self) -> str:
         return f"DayTracking({self.store.describe(self.path)!r})"
@@ -404,6 +405,43 @@ class DayTracking:
             self.store.write(path, data)
         except StorageError as exc:
             raise TrackingError(f"cannot write {self.store.describe(path)}: {exc}") from exc
+
+    def claim(self, kind: str, run_id: str, *, stale_after: float) -> None:
+        """Claim the day for a daily run or a restore, which must not interleave: a restore would
+        put back originals under a car task that is writing its outputs, and the other way round.
+
+        The claim is a file of its own (``.claim``), held from a daily run's planning to its
+        finishing, or for a whole restore. A retry of the same run takes it again; a daily run
+        takes over an earlier daily run's claim (``max_active_runs=1``: that run is over), and
+        anything takes over a claim older than ``stale_after`` seconds (its run timed out). Any
+        other holder is a :class:`DayBusyError` that names it; it passes, so it is retried.
+        """
+        mine = json.dumps({"kind": kind, "run_id": run_id, "host": socket.gethostname()})
+        while not self.store.create(self._claim_path, mine.encode()):
+            held = self._claim()
+            if held.get("run_id") == run_id:
+                return
+            age = self.store.age(self._claim_path) or 0.0
+            if not (kind == held.get("kind") == "daily" or age > stale_after):
+                raise DayBusyError(
+                    f"{self.day}: a {held.get('kind', '?')} of this day is running ({held.get('run_id', '?')}, "
+                    f"for {age / 60:.0f} min); this {kind} waits until it ends"
+                )
+            log.warning("%s: taking over the claim of %s (%.0f s old)", self.day, held, age)
+            self.store.delete(self._claim_path)
+
+    def release(self, run_id: str) -> None:
+        """Give up the day's claim, if ``run_id`` holds it."""
+        if self._claim().get("run_id") == run_id:
+            self.store.delete(self._claim_path)
+
+    def _claim(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.store.read(self._claim_path))
+        except MissingFileError:
+            return {}
+        except (StorageError, json.JSONDecodeError) as exc:
+            raise TrackingError(f"cannot read {self.store.describe(self._claim_path)}: {exc}") from exc
 
     @contextlib.contextmanager
     def _locked(self, timeout: float = 300.0, stale_after: float = 900.0) -> Iterator[None]:

@@ -10,10 +10,11 @@ from typing import Any
 
 from airflow.sdk import conf
 
-from platemask.config import Settings
+from platemask.config import RESTORE_TIMEOUT, Settings
 from platemask.daily import DayPlan, finish_day, plan_day, publish_review, target_day
 from platemask.notify import deliver_summary, format_summary
 from platemask.retention import apply_retention_safely
+from platemask.tracking import DayTracking
 from platemask_airflow.chatwork import ChatworkHook
 from platemask_airflow.errors import FailedPhotos, NothingToFinish
 from platemask_airflow.storage import day_tracking, open_storage
@@ -24,25 +25,33 @@ __all__ = ["finish", "plan"]
 log = logging.getLogger(__name__)
 
 
-def plan(sql_file: Path, date: str | None, logical_date: dt.datetime | None, *, force: bool) -> DayPlan:
-    """Fetch the day's rows and plan the work (written to the day's tracking parts)."""
+def plan(sql_file: Path, date: str | None, logical_date: dt.datetime | None, *, force: bool, run_id: str) -> DayPlan:
+    """Claim the day, fetch its rows and plan the work (written to the day's tracking parts).
+
+    The claim (no restore of the day meanwhile) lasts until :func:`finish` of the same run.
+    """
     settings = Settings.from_env()
     settings.require_storage()
     _warn_on_timezone_mismatch(settings.timezone)
     tracking = day_tracking(settings, target_day(date, logical_date, settings.timezone))
-    rows = fetch_day_uploads(
-        sql_file,
-        tracking.day,
-        timezone=settings.timezone,
-        last_processed_time=tracking.load().get("last_processed_time"),
-    )
-    return plan_day(
-        rows,
-        tracking,
-        force=force,
-        cars_per_task=settings.cars_per_task,
-        max_tasks=conf.getint("core", "max_map_length", fallback=1024),
-    )
+    tracking.claim("daily", run_id, stale_after=RESTORE_TIMEOUT.total_seconds())
+    try:
+        rows = fetch_day_uploads(
+            sql_file,
+            tracking.day,
+            timezone=settings.timezone,
+            last_processed_time=tracking.load().get("last_processed_time"),
+        )
+        return plan_day(
+            rows,
+            tracking,
+            force=force,
+            cars_per_task=settings.cars_per_task,
+            max_tasks=conf.getint("core", "max_map_length", fallback=1024),
+        )
+    except BaseException:
+        tracking.release(run_id)  # no finish will run for this day: its car tasks get no work
+        raise
 
 
 def finish(counts: dict[str, Any] | None, *, run_id: str) -> dict[str, Any]:
@@ -55,6 +64,13 @@ def finish(counts: dict[str, Any] | None, *, run_id: str) -> dict[str, Any]:
         )
     settings = Settings.from_env()
     tracking = day_tracking(settings, dt.date.fromisoformat(counts["date"]))
+    try:
+        return _finish(tracking, counts, settings, run_id)
+    finally:
+        tracking.release(run_id)
+
+
+def _finish(tracking: DayTracking, counts: dict[str, Any], settings: Settings, run_id: str) -> dict[str, Any]:
     summary = finish_day(tracking, skipped=counts["skipped"], refused=counts["refused"])
     log.info("Summary:\n%s", format_summary(summary))
     chatwork = deliver_summary(summary, tracking, ChatworkHook(settings=settings).get_conn, run_id=run_id)

@@ -26,8 +26,13 @@ CAR_ID_PATTERN = rf"^\s*{CAR_ID}(\s*,\s*{CAR_ID})*\s*$"
 _XCOM_PROBLEMS = 100
 
 
-def run_restore(params: Mapping[str, Any], storage: tuple[Storage, Storage] | None = None) -> dict[str, Any]:
-    """Restore (or list, in a dry run) the selected originals and report per car."""
+def run_restore(
+    params: Mapping[str, Any], storage: tuple[Storage, Storage] | None = None, *, run_id: str | None = None
+) -> dict[str, Any]:
+    """Restore (or list, in a dry run) the selected originals and report per car.
+
+    ``run_id`` makes a retried task a retry of the same restore: it records and posts nothing twice.
+    """
     from platemask.restore import RestoreRequest, restore_and_report  # OpenCV stays out of DAG parsing
 
     settings = Settings.from_env()
@@ -46,6 +51,7 @@ def run_restore(params: Mapping[str, Any], storage: tuple[Storage, Storage] | No
         store=store,
         backups=backups,
         client=ChatworkHook(settings=settings).get_conn(),
+        run_id=run_id,
     )
     log.info("Restore report:\n%s", report.text())
     result = report.as_dict()

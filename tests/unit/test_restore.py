@@ -108,3 +108,93 @@ def test_restore_and_report_posts_the_report_once_and_only_when_files_were_selec
         nothing = RestoreRequest(DAY, "error", (), dry_run=False)  # no record is in error
         restore_and_report(nothing, tracking, settings=settings, store=store, backups=store, client=client)
         assert len(chatwork.messages) == 1
+
+
+# --- Safe to retry (issue 30, item 7) -------------------------------------------------------------
+
+
+def _settings(tmp_path: Path) -> Settings:
+    return Settings.from_env({"S3_MOUNT": str(tmp_path / "mount"), "LOG_DIR": str(tmp_path / "logs")})
+
+
+def test_a_retried_restore_records_and_posts_nothing_twice(day, tmp_path: Path) -> None:
+    store, tracking, originals = day
+    request = RestoreRequest(DAY, "done", (), dry_run=False)
+    with FakeChatwork(token="restore-token") as chatwork:
+        client = ChatworkClient(api_key="restore-token", room_id="77", api_url=chatwork.url)
+        for _attempt in range(2):  # the task retried (retries=2) after it had restored everything
+            report = restore_and_report(
+                request, tracking, settings=_settings(tmp_path), store=store, backups=store, client=client, run_id="r1"
+            )
+        assert report.counts()["unchanged"] == 4 and report.chatwork == "already sent"
+        assert len(chatwork.messages) == 1
+        # Another restore (another run) of the same day is a report of its own.
+        restore_and_report(
+            request, tracking, settings=_settings(tmp_path), store=store, backups=store, client=client, run_id="r2"
+        )
+        assert len(chatwork.messages) == 2
+    for record in tracking.load()["processed"].values():
+        assert [h["status"] for h in record["status_history"]] == ["pending", "done", "restored"]
+    assert all(store.read(path) == data for path, data in originals.items())
+
+
+def test_a_chatwork_failure_after_a_restore_is_a_warning(day, tmp_path: Path) -> None:
+    store, tracking, originals = day
+    with FakeChatwork(token="restore-token") as chatwork:
+        chatwork.fail_next(502, times=20)
+        client = ChatworkClient(api_key="restore-token", room_id="77", api_url=chatwork.url, backoff=0.01)
+        report = restore_and_report(
+            RestoreRequest(DAY, "done", (), dry_run=False),
+            tracking,
+            settings=_settings(tmp_path),
+            store=store,
+            backups=store,
+            client=client,
+            run_id="r1",
+        )
+    assert not report.failed and report.counts()["restored"] == 4
+    assert report.chatwork.startswith("failed:")
+    assert all(store.read(path) == data for path, data in originals.items())
+    [note] = tracking.load()["notifications"]
+    assert (note["kind"], note["run_id"], note["status"]) == ("restore", "r1", "failed")
+
+
+def test_the_report_of_thousands_of_cars_fits_chatwork_problems_first() -> None:
+    from platemask.notify import MAX_MESSAGE_CHARS
+    from platemask.restore import FileRestore, RestoreReport
+
+    files = [FileRestore(str(n), f"{10000000 + n}", f"/upfile/{n}/x.jpg", "restored") for n in range(2500)]
+    files[2400] = FileRestore("2400", "10002400", "/upfile/2400/x.jpg", "missing_backup", "no backup")
+    text = RestoreReport(RestoreRequest(DAY, "all", (), dry_run=False), files).text()
+    assert len(text) <= MAX_MESSAGE_CHARS
+    assert "⚠️ 10002400" in text.split("📊 車両別結果:")[1].splitlines()[1]  # the problem car first
+    assert "…他" in text and text.endswith("[/info]")
+
+
+def test_a_restore_and_a_daily_run_of_the_same_day_never_interleave(day, tmp_path: Path) -> None:
+    from platemask.errors import DayBusyError
+
+    store, tracking, originals = day
+    before = {path: store.read(path) for path in PATHS}
+    tracking.claim("daily", "scheduled__2026-02-03", stale_after=3600)  # a daily run is between plan and finish
+    request = RestoreRequest(DAY, "done", (), dry_run=False)
+    with pytest.raises(DayBusyError, match="a daily of this day is running"):
+        restore_and_report(request, tracking, settings=_settings(tmp_path), store=store, backups=store, client=None)
+    assert {path: store.read(path) for path in PATHS} == before  # nothing put back under the run
+    dry = restore_and_report(
+        RestoreRequest(DAY, "done", ()), tracking, settings=_settings(tmp_path), store=store, backups=store, client=None
+    )
+    assert dry.counts()["would_restore"] == 4  # a dry run changes nothing: it may look any time
+    tracking.release("scheduled__2026-02-03")  # finish_day
+    restore_and_report(
+        request, tracking, settings=_settings(tmp_path), store=store, backups=store, client=None, run_id="r1"
+    )
+    assert all(store.read(path) == data for path, data in originals.items())
+    # ... and a restore holds the day while it runs: a daily run planning the day waits.
+    tracking.claim("restore", "r2", stale_after=3600)
+    with pytest.raises(DayBusyError, match="a restore of this day is running"):
+        tracking.claim("daily", "scheduled__2026-02-03", stale_after=3600)
+    tracking.claim("restore", "r2", stale_after=3600)  # its own retry takes it again
+    tracking.release("r2")
+    tracking.claim("daily", "scheduled__2026-02-03", stale_after=3600)
+    tracking.claim("daily", "manual__2026-02-05", stale_after=3600)  # a later daily run takes over
