@@ -29,6 +29,7 @@ from pathlib import Path
 
 import pendulum
 from airflow.sdk import CronDataIntervalTimetable, Param, TaskInstance, TriggerRule, dag, task
+from airflow.sdk.exceptions import AirflowTaskTimeout
 
 from platemask.config import car_tasks, car_timeout, day_timeout, site_timezone
 from platemask_airflow.errors import FailedPhotos, NothingToFinish
@@ -119,6 +120,11 @@ def plate_masking_daily() -> None:
         map_index_template="{{ car_label }}",
         execution_timeout=CAR_TIMEOUT,
         on_failure_callback=ChatworkNotifier.task_failed("a car's photos are not all masked"),
+        # A hung car is news at once, not after its last retry.
+        on_retry_callback=ChatworkNotifier.task_failed(
+            f"a car task ran past its {CAR_TIMEOUT} timeout and was stopped; it is retried",
+            only=(AirflowTaskTimeout,),
+        ),
     ).expand(car_ids=plan)
     masked >> finish_day()
 

@@ -13,6 +13,7 @@ from platemask.config import Settings
 from platemask.errors import ConfigError
 from platemask.notify import ChatworkClient
 from platemask_airflow.chatwork import DEFAULT_CONN_ID, ChatworkHook
+from platemask_airflow.operators import car_label
 
 if TYPE_CHECKING:
     import jinja2
@@ -24,8 +25,8 @@ log = logging.getLogger(__name__)
 #: The alert of a failed task: which one (a car task by its car id), why, and where its log is.
 FAILURE_TEXT = (
     "[info][title]🚗 ナンバープレート処理: 失敗[/title]"
-    "{{ dag.dag_id }} ({{ ds }}): {{ what }}\n"
-    "{{ ti.task_id }}{% if ti.rendered_map_index %} {{ ti.rendered_map_index }}{% endif %}: "
+    "{{ dag.dag_id }} {{ run_id }}: {{ what }}\n"
+    "{{ failed_task }}: "
     "{{ exception | string | truncate(800) }}\n{{ ti.log_url }}[/info]"
 )
 #: The alert of a daily run failed by its ``dagrun_timeout``; other run failures have a task's alert.
@@ -46,6 +47,7 @@ class ChatworkNotifier(BaseNotifier):
     :param text: the message, a Jinja template rendered with the callback's context
     :param chatwork_conn_id: connection used when the CHATWORK_* variables are not set
     :param unless: exception types that need no alert (the failure is reported another way)
+    :param only: exception types that need one, when only those do (a retry after a timeout)
     """
 
     template_fields: Sequence[str] = ("text",)
@@ -56,11 +58,13 @@ class ChatworkNotifier(BaseNotifier):
         text: str,
         chatwork_conn_id: str = DEFAULT_CONN_ID,
         unless: tuple[type[BaseException], ...] = (),
+        only: tuple[type[BaseException], ...] = (),
     ) -> None:
         super().__init__()
         self.text = text
         self.chatwork_conn_id = chatwork_conn_id
         self.unless = unless
+        self.only = only
 
     @classmethod
     def task_failed(cls, what: str, **kwargs) -> ChatworkNotifier:
@@ -73,6 +77,7 @@ class ChatworkNotifier(BaseNotifier):
         dag = context.get("dag")
         if jinja_env is None and dag is not None and not hasattr(dag, "get_template_env"):
             jinja_env = self.get_template_env()
+        context["failed_task"] = _failed_task(context)  # type: ignore[typeddict-unknown-key]
         super().render_template_fields(context, jinja_env)
 
     @cached_property
@@ -82,7 +87,8 @@ class ChatworkNotifier(BaseNotifier):
 
     def notify(self, context: Context) -> None:
         """Send the rendered message (a no-op, logged, when Chatwork is not configured)."""
-        if self.unless and isinstance(context.get("exception"), self.unless):
+        exception = context.get("exception")
+        if (self.unless and isinstance(exception, self.unless)) or (self.only and not isinstance(exception, self.only)):
             return
         if not self.text.strip():
             return
@@ -99,3 +105,18 @@ def _settings_problem() -> str:
     except ConfigError as exc:
         return f"\n⚠️ invalid setting: {exc}"
     return ""
+
+
+def _failed_task(context: Context) -> str:
+    """The task an alert is about: its id, and a car task's car id(s).
+
+    A car task's label (its rendered map index) is set when it ends with an error; one stopped
+    by its timeout has none, so the car ids come from the task's own rendered arguments.
+    """
+    ti = context.get("ti")
+    label = getattr(ti, "rendered_map_index", None)
+    car_ids = getattr(context.get("task"), "car_ids", None)
+    if not label and car_ids:
+        label = car_label([car_ids] if isinstance(car_ids, str) else [str(c) for c in car_ids])
+    task_id = getattr(ti, "task_id", "?")
+    return f"{task_id} {label}" if label else task_id

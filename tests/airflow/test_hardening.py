@@ -133,7 +133,7 @@ def _context(exception: BaseException) -> dict:
 
     return {
         "dag": DAG(dag_id="plate_masking_daily", schedule=None),
-        "ds": "2026-02-03",
+        "run_id": "scheduled__2026-02-03",
         "ti": _TI(),
         "exception": exception,
     }
@@ -263,3 +263,20 @@ def test_bad_input_is_not_infrastructure(settings, put_photo) -> None:
     summary = finish_day(tracking, skipped=plan.skipped)
     assert (summary.failed, summary.infrastructure) == (1, 0)
     assert "基盤" not in format_summary(summary)
+
+
+def test_a_car_task_stopped_by_its_timeout_is_named_by_its_cars(chatwork) -> None:
+    """A timed-out task has no rendered label: the alert takes the car ids from the task itself."""
+    from airflow.sdk.exceptions import AirflowTaskTimeout
+
+    class _Unlabelled(_TI):
+        rendered_map_index = None
+
+    context = _context(AirflowTaskTimeout("Timeout, PID: 4242")) | {
+        "ti": _Unlabelled(),
+        "task": PlateMaskOperator(task_id="mask_car", car_ids=["10418457", "10418460"], day="2026-02-03"),
+    }
+    ChatworkNotifier.task_failed("a car task hung", only=(AirflowTaskTimeout,))(context)
+    ChatworkNotifier.task_failed("a car task hung", only=(AirflowTaskTimeout,))(_context(ValueError("not a timeout")))
+    [message] = chatwork.messages
+    assert "mask_car 10418457 +1 cars: Timeout, PID: 4242" in message["body"]
