@@ -223,6 +223,18 @@ def test_a_broken_model_is_retried_and_reported_as_infrastructure(
     assert all(r["error"].startswith("model: ") for r in tracking.load()["processed"].values())
 
 
+def _car_day(settings, detector):
+    """Plan the car's day, process it with ``detector``, finish it: its result, summary and records."""
+    tracking = DayTracking.for_settings(settings, DAY)
+    plan = plan_day(ROWS, tracking)
+    store = LocalStorage(settings.s3_mount)
+    [result] = process_cars(
+        [CAR], tracking, settings=settings, store=store, detector=detector, second_look=no_second_look()
+    )
+    summary = finish_day(tracking, skipped=plan.skipped)
+    return result, summary, list(tracking.load()["processed"].values())
+
+
 def test_out_of_memory_is_an_infrastructure_fault(settings, put_photo) -> None:
     class _Exhausted(StubDetector):
         def detect(self, image, **kwargs):
@@ -230,37 +242,17 @@ def test_out_of_memory_is_an_infrastructure_fault(settings, put_photo) -> None:
 
     for row in ROWS:
         put_photo(row["file_path"], seed=row["file_id"])
-    tracking = DayTracking.for_settings(settings, DAY)
-    plan = plan_day(ROWS, tracking)
-    [result] = process_cars(
-        [CAR],
-        tracking,
-        settings=settings,
-        store=LocalStorage(settings.s3_mount),
-        detector=_Exhausted(),
-        second_look=no_second_look(),
-    )
+    result, summary, records = _car_day(settings, _Exhausted())
     assert result.transient and result.infrastructure
-    summary = finish_day(tracking, skipped=plan.skipped)
     assert summary.infrastructure == 2
-    assert all(r["error"].startswith("memory: out of memory") for r in tracking.load()["processed"].values())
+    assert all(r["error"].startswith("memory: out of memory") for r in records)
 
 
 def test_bad_input_is_not_infrastructure(settings, put_photo) -> None:
     put_photo(ROWS[0]["file_path"], data=b"\xff\xd8\xff truncated")
     put_photo(ROWS[1]["file_path"], seed=2)
-    tracking = DayTracking.for_settings(settings, DAY)
-    plan = plan_day(ROWS, tracking)
-    [result] = process_cars(
-        [CAR],
-        tracking,
-        settings=settings,
-        store=LocalStorage(settings.s3_mount),
-        detector=StubDetector(),
-        second_look=no_second_look(),
-    )
+    result, summary, _records = _car_day(settings, StubDetector())
     assert not result.transient and not result.infrastructure
-    summary = finish_day(tracking, skipped=plan.skipped)
     assert (summary.failed, summary.infrastructure) == (1, 0)
     assert "基盤" not in format_summary(summary)
 

@@ -16,6 +16,7 @@ from platemask.pipeline import process_photos
 from platemask.storage import LocalStorage
 from platemask.uploads import Photo
 from tests.support.photos import StubDetector, jpeg_bytes, noisy_photo
+from tests.support.tmpfs import mounted
 
 FOLDER = "upfile/1041/8430"
 
@@ -23,17 +24,8 @@ FOLDER = "upfile/1041/8430"
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 3 MiB tmpfs as the photo root."""
-    root = tmp_path / "disk"
-    root.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(root)], capture_output=True, check=False
-    )
-    if mounted.returncode:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
-    try:
+    with mounted(tmp_path / "disk", "size=3m") as root:
         yield root
-    finally:
-        subprocess.run(["umount", "-l", str(root)], check=False)
 
 
 def _day(root: Path) -> tuple[Settings, list[Photo], dict[str, bytes]]:

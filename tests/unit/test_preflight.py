@@ -6,7 +6,6 @@ folder (a read-only tmpfs for the unwritable case); S3 and public backups are in
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from platemask.preflight import (
 )
 from tests.fakes.chatwork import FakeChatwork
 from tests.support.site import Site, new_site
+from tests.support.tmpfs import mounted
 
 UPLOADS_SQL = Path(__file__).parents[2] / "include" / "sql" / "day_uploads.sql"
 
@@ -130,17 +130,8 @@ def test_invalid_settings_fail_naming_the_variable_and_exit_1(
 @pytest.fixture
 def read_only_root(tmp_path: Path) -> Iterator[Path]:
     """A read-only file system as the photo root (a tmpfs mounted ro; needs root)."""
-    root = tmp_path / "ro"
-    root.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(root)], capture_output=True, check=False
-    )
-    if mounted.returncode:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
-    try:
+    with mounted(tmp_path / "ro", "ro,size=1m") as root:
         yield root
-    finally:
-        subprocess.run(["umount", "-l", str(root)], check=False)
 
 
 def test_an_unwritable_photo_root_fails_with_the_reason(read_only_root: Path, tmp_path: Path) -> None:
