@@ -149,6 +149,26 @@ def make_car_photo(
     return SyntheticPhoto(image=image, plate_quad=car.plate_quad, plate_text=" ".join(text))
 
 
+def make_far_car_photo(seed: int, size: tuple[int, int] = (1280, 960), scale: float = 0.25) -> SyntheticPhoto:
+    """A car far away: ``make_car_photo(seed)`` shrunk by ``scale`` into a corner of an empty lot.
+
+    Its plate is a few dozen pixels wide, small enough for the model to miss: a photo a person has
+    to mask by hand.
+    """
+    near = make_car_photo(seed, size)
+    width, height = near.image.shape[1], near.image.shape[0]
+    small_w, small_h = max(round(width * scale), 1), max(round(height * scale), 1)
+    image = np.full_like(near.image, 96)
+    left, top = width - small_w - width // 20, height - small_h - height // 20
+    image[top : top + small_h, left : left + small_w] = cv2.resize(
+        near.image, (small_w, small_h), interpolation=cv2.INTER_AREA
+    )
+    quad = (near.plate_quad * np.float32([small_w / width, small_h / height]) + np.float32([left, top])).astype(
+        np.float32
+    )
+    return SyntheticPhoto(image=image, plate_quad=quad, plate_text=near.plate_text)
+
+
 def make_scene(seed: int, size: tuple[int, int] = (1280, 960)) -> np.ndarray:
     """A car-less photographic background (an interior, a wheel, an empty lot) with no plate."""
     width, height = _check_size(size)
