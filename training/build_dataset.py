@@ -11,6 +11,10 @@ Sources (see training/DATACARD.md for licences and the counts of the last build)
 - ``dashcam``: RobertLucian/license-plate-dataset (MIT): 534 dash-camera frames of Romanian
   (EU) traffic, day and night, 1280×720, plate boxes in Pascal VOC XML.
 - ``synthetic``: generated car photos with one Japanese plate each (``tests.support.synthetic``).
+- ``corrections`` (``--corrections DIR``, repeatable): a site's own photos, fixed by its operators
+  in the Airflow UI and written by ``platemask corrections export DIR``: the final plate boxes,
+  and crops of removed masks with no label (hard negatives). A person checked every box, so the
+  teacher does not complete them.
 
 Open Images boxes are incomplete: a plate in the background is often not boxed. Trained on as
 it is, such a plate teaches the model that small plates are background. So the labels are
@@ -114,6 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         teacher=None if args.no_teacher else default_teacher(),
         hard=HardExamples.load(args.hard_examples) if args.hard_examples else None,
         full_frames=args.full_frames,
+        corrections=args.corrections,
     )
     print(json.dumps(counts.__dict__, indent=2, sort_keys=True))
     return 0
@@ -131,6 +136,7 @@ def build(
     dashcam_git: Path | None = None,
     hard: HardExamples | None = None,
     full_frames: bool = False,
+    corrections: Sequence[Path] = (),
 ) -> Counts:
     """Write the training set under ``out`` and return what it holds (CROP² windows, or whole photos)."""
     rng = np.random.default_rng(20261201)
@@ -141,7 +147,7 @@ def build(
         (out / "images" / split).mkdir(parents=True, exist_ok=True)
         (out / "labels" / split).mkdir(parents=True, exist_ok=True)
     photos: list[tuple[str, Photo]] = []
-    for split, source in real_photos(roboflow_git, dashcam_git, eval_data, teacher, counts, limit):
+    for split, source in real_photos(roboflow_git, dashcam_git, eval_data, teacher, counts, limit, corrections):
         photo = source if hard is None else hard.complete(source)
         photos.append((split, photo))
         if split == "train" and photo.source == "roboflow" and rng.random() < jp_share:
@@ -199,6 +205,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--full-frames", action="store_true", help="whole photos at inference scale instead of 320² windows (a GPU)"
     )
+    parser.add_argument(
+        "--corrections",
+        type=Path,
+        action="append",
+        default=[],
+        help="a folder of `platemask corrections export`: the site's own fixed photos (repeatable)",
+    )
     return parser
 
 
@@ -214,6 +227,7 @@ def real_photos(
     teacher: Teacher | None,
     counts: Counts,
     limit: int | None = None,
+    corrections: Sequence[Path] = (),
 ) -> Iterator[tuple[str, Photo]]:
     """The real photos a build trains on, as (split, photo), labels completed by the teacher.
 
@@ -228,12 +242,26 @@ def real_photos(
         sources.append(_roboflow_photos(roboflow_git, limit))
     if dashcam_git is not None:
         sources.append(_voc_photos(dashcam_git, "dashcam", limit))
+    sources.extend(corrections_photos(folder) for folder in corrections)
     for split, source in (item for photos in sources for item in photos):
         reason = excluded.reason(source) or _unlike_production(source)
         if reason:
             counts.add(counts.dropped, f"{source.source}: {reason}")
             continue
-        yield split, source if teacher is None else _complete_labels(source, teacher, counts)
+        checked = teacher is None or source.source == "corrections"  # a person checked every box
+        yield split, source if checked else _complete_labels(source, teacher, counts)
+
+
+def corrections_photos(folder: Path) -> Iterator[tuple[str, Photo]]:
+    """The photos of a ``platemask corrections export`` folder, every 10th one for validation."""
+    for n, image_path in enumerate(sorted((folder / "images").glob("*.jpg"))):
+        image = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
+        label = folder / "labels" / f"{image_path.stem}.txt"
+        if image is None or not label.is_file():
+            continue
+        height, width = image.shape[:2]
+        boxes = _yolo_boxes(label.read_text(encoding="utf-8"), width, height)
+        yield ("val" if n % 10 == 9 else "train"), Photo(image_path.stem, "corrections", image, boxes)
 
 
 def _roboflow_photos(git_dir: Path, limit: int | None) -> Iterator[tuple[str, Photo]]:

@@ -81,6 +81,15 @@ def _parser() -> argparse.ArgumentParser:
     retention.add_argument("--dry-run", action="store_true", help="only list what would be compressed or deleted")
     retention.set_defaults(run=_tracking_retention)
 
+    corrections = commands.add_parser("corrections", help="the operators' fixes of photos (Airflow UI) as data")
+    what = corrections.add_subparsers(required=True, metavar="ACTION")
+    export = what.add_parser(
+        "export", help="write the fixed photos with YOLO labels (training/build_dataset.py --corrections DIR)"
+    )
+    export.add_argument("out", type=Path, metavar="DIR")
+    export.add_argument("--since", type=_date, help="first day, YYYY-MM-DD (default: 30 days ago)")
+    export.set_defaults(run=_export_corrections)
+
     prepare = commands.add_parser("prepare-model", help="convert the built-in model to OpenVINO (install time)")
     prepare.add_argument("--out", type=Path, help="target folder (default: inside this Python environment)")
     prepare.set_defaults(run=_prepare_model)
@@ -89,6 +98,26 @@ def _parser() -> argparse.ArgumentParser:
 
     add_restore_command(commands)
     return parser
+
+
+def _export_corrections(args: argparse.Namespace) -> int:
+    from platemask.corrections import days_since, export_corrections
+    from platemask.storage import open_storage
+    from platemask.tracking import DayTracking, site_now
+
+    settings = Settings.from_env()
+    settings.require_storage()
+    today = site_now(settings.timezone).date()
+    days = days_since(args.since or today - dt.timedelta(days=30), today)
+    _store, backups = open_storage(settings)
+    counts = export_corrections(
+        (DayTracking.for_settings(settings, day) for day in days), args.out, settings=settings, backups=backups
+    )
+    print(
+        f"{counts['photos']} fixed photos ({counts['plates']} plates) and {counts['negatives']} hard negatives "
+        f"from {days[0]} to {days[-1]} in {args.out}"
+    )
+    return 0
 
 
 def _check(args: argparse.Namespace) -> int:

@@ -23,6 +23,7 @@ from platemask.backup import Provenance
 from platemask.config import Settings
 from platemask.detect import PlateDetector, get_detector
 from platemask.errors import PlateMaskError, UnsafePathError
+from platemask.masking import PersonsFixes
 from platemask.notify import DaySummary, Quality, summarise_run
 from platemask.paths import validate_car_id
 from platemask.pipeline import PhotoOutcome, process_photos
@@ -173,11 +174,14 @@ def process_cars(
     results = {car_id: CarResult(car_id) for car_id in car_ids}
     todo: list[Photo] = []
     provenance: dict[int, Provenance] = {}
+    fixes: dict[int, PersonsFixes] = {}
     for part in parts.values():
         for record in part["records"].values():
             if record["status"] not in FINISHED:
                 todo.append(photo_from_row(record))
                 provenance[record["file_id"]] = provenance_of(record, tracking.day, settings)
+                if (fixed := PersonsFixes.of(record)) is not None:
+                    fixes[record["file_id"]] = fixed
     if todo:
         detector.load_async()  # load the models while the first photos are read and backed up
         if second_look.enabled:
@@ -196,6 +200,7 @@ def process_cars(
         detector=detector,
         second_look=second_look,
         provenance=provenance,
+        fixes=fixes,
         on_start=started,
     )
     for outcome in outcomes:

@@ -64,11 +64,17 @@ class Detection:
     conf: float
     polygon: np.ndarray | None = None  # (N, 2) float32 outline from the segmentation head
     #: Who found it: ``model`` (the first pass), ``closer_look`` (the model on an enlarged crop the
-    #: second look chose) or ``second_look`` (plate-like text the closer look did not confirm).
+    #: second look chose), ``second_look`` (plate-like text the closer look did not confirm) or
+    #: ``manual`` (drawn by a person, platemask.corrections).
     source: str = "model"
 
     def margin(self, padding: float) -> float:
-        """The share of its size by which this plate's mask grows on each side (see :meth:`padded`)."""
+        """The share of its size by which this plate's mask grows on each side (see :meth:`padded`).
+
+        None for a mask a person drew (``source`` ``manual``): it is where they put it.
+        """
+        if self.source == "manual":
+            return 0.0
         tall = max(self.box[3] - self.box[1], 1.0)
         return max(min(padding, MIN_PADDING), padding * min(1.0, FULL_PADDING_HEIGHT / tall))
 

@@ -12,9 +12,11 @@ __all__ = [
     "BackupError",
     "ChatworkError",
     "ConfigError",
+    "CorrectionConflictError",
     "DayBusyError",
     "ImageTooLargeError",
     "InternalError",
+    "InvalidCorrectionError",
     "InvalidImageError",
     "MissingFileError",
     "ModelError",
@@ -143,6 +145,18 @@ class DayBusyError(PlateMaskError):
 
     code = "day_busy"
     transient = True
+
+
+class CorrectionConflictError(PlateMaskError):
+    """Someone saved a fix of the same photo since this one was started: reload, then fix again."""
+
+    code = "conflict"
+
+
+class InvalidCorrectionError(PlateMaskError, ValueError):
+    """A fix that cannot be applied: a box outside the photo, an unknown mask, a photo not processed."""
+
+    code = "invalid_correction"
 
 
 class ChatworkError(PlateMaskError):

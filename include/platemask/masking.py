@@ -19,7 +19,10 @@ The trip of a photo's plates, in order:
    large one needs a second sign like a large box of the model's (plate-like text alone that
    large is listed for a person, not masked);
 5. **the final list**: every mask with where it came from (``Detection.source``), what is left
-   visible for a person, and the photo's review reasons (:data:`platemask.review.REASONS`).
+   visible for a person, and the photo's review reasons (:data:`platemask.review.REASONS`);
+6. **a person's fixes** (:class:`PersonsFixes`, made in the Airflow UI, platemask.corrections):
+   masks a person removed stay off, masks a person drew stay on, in every later run of the same
+   original (``force`` included).
 
 The pipeline, ``platemask mask-dir`` and ``scripts/evaluate.py`` all call :func:`find_masks`, so
 what is measured is what ships.
@@ -28,8 +31,9 @@ what is measured is what ships.
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
@@ -45,11 +49,13 @@ from platemask.second_look import (
     plate_around,
 )
 
-__all__ = ["Masks", "find_masks"]
+__all__ = ["Masks", "PersonsFixes", "detection_of", "find_masks", "mask_entry"]
 
 Box = tuple[float, float, float, float]
 DEFAULT_CHECKS = MaskChecks()
 _WHOLE_PHOTO = 1.0  # a window's context that makes its crop the whole photo
+#: A found mask this much like one a person removed is that mask again (the same original, the same model).
+REMOVED_IOU = 0.5
 
 
 @dataclass
@@ -239,3 +245,50 @@ class _PlateText:
 
 def _area(box: Sequence[float]) -> float:
     return max(0.0, box[2] - box[0]) * max(0.0, box[3] - box[1])
+
+
+def mask_entry(detection: Detection) -> dict[str, Any]:
+    """A mask as the tracking record keeps it (``masks``): its box, confidence and source; a mask
+    a person drew by its four corners keeps them too."""
+    entry: dict[str, Any] = {
+        "box": [round(v) for v in detection.box],
+        "conf": round(detection.conf, 3),
+        "source": detection.source,
+    }
+    if detection.source == "manual" and detection.polygon is not None:
+        entry["corners"] = [[round(float(x)), round(float(y))] for x, y in detection.polygon]
+    return entry
+
+
+def detection_of(entry: Mapping[str, Any]) -> Detection:
+    """A recorded mask (:func:`mask_entry`) as the :class:`Detection` the renderer draws."""
+    corners = entry.get("corners")
+    polygon = np.asarray(corners, dtype=np.float32) if corners else None
+    box = tuple(float(v) for v in entry["box"])
+    return Detection(box, float(entry.get("conf", 1.0)), polygon, str(entry.get("source", "manual")))  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class PersonsFixes:
+    """What people changed on a photo's masks, from its tracking record: kept by every later run
+    that processes the same original (``backup``, its sha256); a new upload starts afresh."""
+
+    backup: str
+    added: tuple[Detection, ...] = ()
+    removed: tuple[Box, ...] = ()
+
+    @classmethod
+    def of(cls, record: Mapping[str, Any]) -> PersonsFixes | None:
+        """The fixes a record holds, or None."""
+        if not record.get("fixed_for"):
+            return None
+        return cls(
+            backup=str(record["fixed_for"]),
+            added=tuple(detection_of(m) for m in record.get("manual_masks", ())),
+            removed=tuple(tuple(float(v) for v in m["box"]) for m in record.get("removed_masks", ())),  # type: ignore[misc]
+        )
+
+    def apply(self, plates: Sequence[Detection]) -> list[Detection]:
+        """``plates`` less those a person removed, plus those a person drew."""
+        kept = [p for p in plates if not any(box_iou(p.box, box) >= REMOVED_IOU for box in self.removed)]
+        return [*kept, *self.added]

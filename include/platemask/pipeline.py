@@ -21,7 +21,7 @@ from platemask.config import Settings
 from platemask.detect import Detection, PlateDetector
 from platemask.errors import InternalError, PhotoChangedError, PlateMaskError, ResourceError
 from platemask.images import decode, encode_jpeg, output_source, sha256
-from platemask.masking import find_masks
+from platemask.masking import PersonsFixes, find_masks, mask_entry
 from platemask.paths import PhotoPaths, photo_paths
 from platemask.render import render_outputs
 from platemask.review import review_marks
@@ -30,7 +30,7 @@ from platemask.storage import Storage
 from platemask.uploads import Photo
 from platemask.verify import verify_output
 
-__all__ = ["PhotoOutcome", "process_photos"]
+__all__ = ["PhotoOutcome", "process_photos", "write_verified"]
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,7 @@ class PhotoOutcome:
     millis: int = 0
     review: list[str] = field(default_factory=list)  # reason codes (platemask.review.REASONS)
     review_marks: list[dict[str, object]] = field(default_factory=list)  # what to outline, when listed
+    masks: list[dict[str, object]] = field(default_factory=list)  # every mask drawn (platemask.masking.mask_entry)
 
     @property
     def ok(self) -> bool:
@@ -73,6 +74,7 @@ def process_photos(
     detector: PlateDetector,
     second_look: SecondLook | None = None,
     provenance: Mapping[int, Provenance] | None = None,
+    fixes: Mapping[int, PersonsFixes] | None = None,
     prefetch: int = 3,
     on_start: Callable[[Photo], None] | None = None,
 ) -> Iterator[PhotoOutcome]:
@@ -82,6 +84,7 @@ def process_photos(
     visible; without it only the model's plates are masked.
     """
     provenance = provenance or {}
+    fixes = fixes or {}
     queue = iter(photos)
     pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="platemask-io")
 
@@ -108,7 +111,7 @@ def process_photos(
                 continue
             started = time.perf_counter()
             try:
-                found = _find_plates(prepared, detector, second_look, settings)
+                found = _find_plates(prepared, detector, second_look, settings, fixes.get(prepared.photo.file_id))
             except PlateMaskError as exc:
                 yield _failed(prepared.photo, exc, started, prepared.work)
                 continue
@@ -159,9 +162,14 @@ class _Found:
 
 
 def _find_plates(
-    prepared: _Prepared, detector: PlateDetector, second_look: SecondLook | None, settings: Settings
+    prepared: _Prepared,
+    detector: PlateDetector,
+    second_look: SecondLook | None,
+    settings: Settings,
+    fixes: PersonsFixes | None,
 ) -> _Found:
-    """The photo's masks (platemask.masking) and, when a person should check it, what to outline."""
+    """The photo's masks (platemask.masking), a person's fixes kept, and what to outline when a
+    person should check it."""
     found = find_masks(
         prepared.image,
         detector,
@@ -171,8 +179,11 @@ def _find_plates(
         first=prepared.photo.is_first,
         review_conf=settings.second_look.review_conf,
     )
-    marks = review_marks(found.plates, found.unmasked) if found.review else []
-    return _Found(found.plates, found.review, marks)
+    plates = found.plates
+    if fixes is not None and fixes.backup == prepared.clean.sha256:  # made on this very original
+        plates = fixes.apply(plates)
+    marks = review_marks(plates, found.unmasked) if found.review else []
+    return _Found(plates, found.review, marks)
 
 
 def _finish(prepared: _Prepared, found: _Found, settings: Settings, store: Storage) -> PhotoOutcome:
@@ -182,6 +193,7 @@ def _finish(prepared: _Prepared, found: _Found, settings: Settings, store: Stora
     outcome = PhotoOutcome(
         photo,
         detections=len(detections),
+        masks=[mask_entry(d) for d in detections],
         backup_history=clean.archived_backup,
         review=found.review,
         review_marks=found.marks,
@@ -191,11 +203,11 @@ def _finish(prepared: _Prepared, found: _Found, settings: Settings, store: Stora
         masked, banner_only = render_outputs(prepared.image, detections, first=photo.is_first, options=settings.render)
         size = (prepared.image.shape[1], prepared.image.shape[0])
         # The .detect/ copy first: the original is only overwritten once its masked twin is safe.
-        outcome.sha256["detect"] = _write_verified(store, paths.detect, masked, clean, size, settings)
+        outcome.sha256["detect"] = write_verified(store, paths.detect, masked, clean, size, settings)
         outcome.outputs["detect"] = paths.detect
         if banner_only is not None:
             _check_unchanged(store, paths.original, clean, settings)
-            outcome.sha256["original"] = _write_verified(store, paths.original, banner_only, clean, size, settings)
+            outcome.sha256["original"] = write_verified(store, paths.original, banner_only, clean, size, settings)
             outcome.outputs["original"] = paths.original
     except PlateMaskError as exc:
         outcome.error = exc
@@ -215,9 +227,10 @@ def _check_unchanged(store: Storage, path: str, clean: CleanOriginal, settings: 
         )
 
 
-def _write_verified(
+def write_verified(
     store: Storage, path: str, image: np.ndarray, clean: CleanOriginal, size: tuple[int, int], settings: Settings
 ) -> str:
+    """Encode an output of ``clean`` (marked as ours), write it atomically, verify it (rule 4); its sha256."""
     data = encode_jpeg(image, quality=settings.render.jpeg_quality, source_sha256=clean.sha256, icc_from=clean.data)
     digest = sha256(data)
     store.write(path, data)

@@ -94,8 +94,9 @@ def review_marks(plates: Sequence[Detection], unmasked: Sequence[Detection]) -> 
 
 
 def photos_to_review(records: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    """Records with a non-empty ``review``, grouped by car, in file order."""
-    listed = [r for r in records if r.get("review")]
+    """Records with a non-empty ``review`` that no person has resolved yet (approved or fixed in
+    the Airflow UI), grouped by car, in file order."""
+    listed = [r for r in records if r.get("review") and not r.get("review_resolved")]
     return sorted(listed, key=lambda r: (str(r["car_id"]), int(r["file_id"])))
 
 

@@ -108,6 +108,13 @@ class Record(_RecordFields, total=False):
     detect_removed_at: str
     review: list[str]  # platemask.review.REASONS codes
     review_marks: list[ReviewMark]
+    masks: list[dict[str, Any]]  # every mask of the published copy (platemask.masking.mask_entry)
+    # A person's fixes in the Airflow UI (platemask.corrections), kept while the original is the same.
+    revision: int  # counts saved fixes: a save made on an older revision is refused
+    fixed_for: str  # sha256 of the original the fixes were made on
+    manual_masks: list[dict[str, Any]]  # masks a person drew: box (corners), by, at
+    removed_masks: list[dict[str, Any]]  # masks a person removed: box, source, conf, by, at
+    review_resolved: dict[str, Any]  # by, at, action (fixed or approved)
 
 
 STATUSES = ("pending", "processing", "verified", "done", "error")
@@ -208,8 +215,13 @@ def apply_outcome(record: Record, outcome: PhotoOutcome, at: str) -> None:
             record[key] = list(value)
         else:
             record.pop(key, None)
+    if record.get("fixed_for") and outcome.sha256.get("backup") != record["fixed_for"]:
+        # A new original (staff uploaded the photo again): a person's fixes were about the old one.
+        for key in ("fixed_for", "manual_masks", "removed_masks", "review_resolved"):
+            record.pop(key, None)
     if outcome.ok:
         record["detections"] = outcome.detections
+        record["masks"] = list(outcome.masks)
         record["output_paths"] = dict(outcome.outputs)
         record.pop("error", None)
         set_status(record, "verified", at)
@@ -418,7 +430,7 @@ class DayTracking:
         """
         mine = json.dumps({"kind": kind, "run_id": run_id, "host": socket.gethostname()})
         while not self.store.create(self._claim_path, mine.encode()):
-            held = self._claim()
+            held = self.claim_holder()
             if held.get("run_id") == run_id:
                 return
             age = self.store.age(self._claim_path) or 0.0
@@ -432,10 +444,11 @@ class DayTracking:
 
     def release(self, run_id: str) -> None:
         """Give up the day's claim, if ``run_id`` holds it."""
-        if self._claim().get("run_id") == run_id:
+        if self.claim_holder().get("run_id") == run_id:
             self.store.delete(self._claim_path)
 
-    def _claim(self) -> dict[str, Any]:
+    def claim_holder(self) -> dict[str, Any]:
+        """Who claims the day (``kind``, ``run_id``, ``host``), or an empty dict."""
         try:
             return json.loads(self.store.read(self._claim_path))
         except MissingFileError:
