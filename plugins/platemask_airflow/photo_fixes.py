@@ -25,9 +25,15 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from platemask.config import Settings
-from platemask.corrections import CorrectionConflict, Fix, InvalidCorrection, apply_fix
+from platemask.corrections import Fix, apply_fix
 from platemask.daily import target_day
-from platemask.errors import MissingFileError, PlateMaskError
+from platemask.errors import (
+    CorrectionConflictError,
+    DayBusyError,
+    InvalidCorrectionError,
+    MissingFileError,
+    PlateMaskError,
+)
 from platemask.photo_check import (
     car_photos,
     find_record,
@@ -164,9 +170,9 @@ def save(day: dt.date, file_id: str, body: FixBody, settings: SettingsDep, user:
 def _saved(tracking: DayTracking, file_id: str, fix: Fix, settings: Settings, store, backups) -> dict[str, Any]:
     try:
         return apply_fix(tracking, file_id, fix, settings=settings, store=store, backups=backups)
-    except CorrectionConflict as exc:
+    except (CorrectionConflictError, DayBusyError) as exc:  # someone else's save, or a run of the day
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
-    except InvalidCorrection as exc:
+    except InvalidCorrectionError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
     except KeyError:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no photo {file_id} on {tracking.day}") from None

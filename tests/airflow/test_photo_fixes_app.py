@@ -212,3 +212,52 @@ def test_bad_coordinates_are_refused(day, client, auth, add) -> None:
 
 def test_saving_an_unknown_file_id_is_404(day, client, auth) -> None:
     assert _as(client, auth).post(f"/platemask/photos/{DAY}/999", json={"approve": True}).status_code == 404
+
+
+def _record(day: DayTracking, file_id: str = FLAGGED) -> dict:
+    return json.loads(day.store.read(day.path))["processed"][file_id]
+
+
+def _pixels(settings, folder: str, file_id: str = FLAGGED) -> np.ndarray:
+    return _decode(LocalStorage(settings.s3_mount).read(f"/upfile/1041/8430/{folder}/{file_id}.jpg"))
+
+
+def test_a_mask_added_by_hand_hides_the_pixels_and_names_the_user(day, client, auth, settings) -> None:
+    drawn = [400, 100, 520, 160]  # somewhere the model found nothing
+    response = _as(client, auth, "ana").post(PHOTO, json={"add": [drawn], "revision": 0})
+    assert response.status_code == 200
+    assert response.json()["revision"] == 1
+    record = _record(day)
+    assert record["revision"] == 1 and record["review_resolved"]["by"] == "ana"
+    assert [(m["box"], m["by"]) for m in record["manual_masks"]] == [(drawn, "ana")]
+    x1, y1, x2, y2 = drawn
+    published, backup = _pixels(settings, ".detect"), _pixels(settings, ".backup")
+    assert np.abs(published[y1:y2, x1:x2] - backup[y1:y2, x1:x2]).mean() > 20
+    assert (
+        json.loads(client.get(PHOTO).text.split('id="photo-data">', 1)[1].split("</script>", 1)[0])["photo"]["revision"]
+        == 1
+    )  # the page shows what was saved
+
+
+def test_a_removed_mask_gives_the_original_pixels_back(day, client, auth, settings) -> None:
+    response = _as(client, auth).post(PHOTO, json={"remove": [0], "revision": 0})
+    assert response.status_code == 200
+    assert _record(day)["removed_masks"][0]["by"] == "ana"
+    x1, y1, x2, y2 = BOX
+    published, backup = _pixels(settings, ".detect"), _pixels(settings, ".backup")
+    assert np.abs(published[y1:y2, x1:x2] - backup[y1:y2, x1:x2]).mean() < 3  # JPEG noise only
+
+
+def test_approving_keeps_the_pixels_and_records_who(day, client, auth, settings) -> None:
+    before = LocalStorage(settings.s3_mount).read(f"/upfile/1041/8430/.detect/{FLAGGED}.jpg")
+    assert _as(client, auth, "ben").post(PHOTO, json={"approve": True, "revision": 0}).status_code == 200
+    assert _record(day)["review_resolved"]["by"] == "ben" and _record(day)["review_resolved"]["action"] == "approved"
+    assert LocalStorage(settings.s3_mount).read(f"/upfile/1041/8430/.detect/{FLAGGED}.jpg") == before
+
+
+def test_a_save_on_a_stale_revision_is_a_conflict(day, client, auth) -> None:
+    _as(client, auth, "ana").post(PHOTO, json={"approve": True, "revision": 0})
+    response = _as(client, auth, "ben").post(PHOTO, json={"remove": [0], "revision": 0})
+    assert response.status_code == 409
+    assert "ana" in response.json()["detail"]
+    assert _record(day)["review_resolved"]["by"] == "ana" and "removed_masks" not in _record(day)
