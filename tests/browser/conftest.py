@@ -62,6 +62,17 @@ class Browser:
     def open(self, path: str) -> None:
         self.driver.get(self.base + path)
 
+    def login(self, user: str, password: str) -> None:
+        """Sign in on Airflow's login page, unless this browser is signed in already."""
+        self.open("/")
+        self.wait(lambda: "/auth/login" in self.driver.current_url or "Dags" in self.text(), 30, "a page")
+        if "/auth/login" not in self.driver.current_url:
+            return
+        self.find("input").send_keys(user)
+        self.driver.find_elements("tag name", "input")[1].send_keys(password)
+        self.button("Sign in").click()
+        self.wait(lambda: "/auth/login" not in self.driver.current_url, 30, "the login to go through")
+
     def find(self, css: str, timeout: float = 20) -> Any:
         return self.wait(
             lambda: next((e for e in self.driver.find_elements("css selector", css) if e.is_displayed()), None),
