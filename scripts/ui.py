@@ -186,6 +186,8 @@ The demo day {day} is in the site database and the daily DAG is on: its schedule
   * Trigger → Backfill, {first} to {second}: two past days, two cars each. The pickers are
     in the UI's time zone: set it to Asia/Tokyo in the user menu first.
   * plate_masking_restore → Trigger: its form, a dry run, then a real restore.
+  * The run's "Photos to check" tab: car 10418457's far car, its plate missed by the model.
+    Open it, Add mask (drag over the plate), Save: its .detect/ copy is masked again.
 Photos: {site.root}   tracking files: {site.logs / "tracking"}
 Chatwork messages appear below. Ctrl-C stops everything.
 """,
