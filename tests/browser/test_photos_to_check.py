@@ -78,6 +78,8 @@ def _canvas_point(browser: Browser, x: float, y: float) -> tuple[int, int]:
 
 def _drag(browser: Browser, box: tuple[int, int, int, int]) -> None:
     canvas = browser.find("#canvas")
+    # Offsets are from the centre of the part of the canvas in view: have it all in view.
+    browser.driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", canvas)
     start, end = _canvas_point(browser, box[0], box[1]), _canvas_point(browser, box[2], box[3])
     actions = ActionChains(browser.driver)
     actions.move_to_element_with_offset(canvas, *start).click_and_hold()
