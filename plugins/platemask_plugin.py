@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
 
+from platemask_airflow import PHOTOS_TO_CHECK_PATH, URL_PREFIX
 from platemask_airflow.photo_fixes import app
-
-URL_PREFIX = "/platemask"
 
 
 class PlatemaskPlugin(AirflowPlugin):
@@ -23,14 +22,14 @@ class PlatemaskPlugin(AirflowPlugin):
     external_views = [  # noqa: RUF012
         {
             "name": "Photos to check",
-            "href": f"{URL_PREFIX}/photos",
+            "href": PHOTOS_TO_CHECK_PATH,
             "destination": "nav",
             "category": "browse",
             "url_route": "photos-to-check",
         },
         {
             "name": "Photos to check",
-            "href": f"{URL_PREFIX}/photos?dag_id={{DAG_ID}}&run_id={{RUN_ID}}",
+            "href": f"{PHOTOS_TO_CHECK_PATH}?dag_id={{DAG_ID}}&run_id={{RUN_ID}}",
             "destination": "dag_run",
             "url_route": "photos-of-run",
         },

@@ -118,6 +118,8 @@ class DaySummary:
     #: Of ``failed``, photos the platform failed (model, memory, settings, storage, a dead task):
     #: the photos are not at fault, and the operators' fix is a different one.
     infrastructure: int = 0
+    #: The day's "Photos to check" page in the Airflow UI, linked when there are photos to check.
+    photos_to_check_url: str | None = None
 
     @property
     def processed(self) -> int:
@@ -174,6 +176,7 @@ def format_summary(summary: DaySummary, max_chars: int = MAX_MESSAGE_CHARS) -> s
         *([_infrastructure_line(summary.infrastructure)] if summary.infrastructure else []),
         f"⏭️ スキップ: {summary.skipped}件",
         *(summary.quality.lines() if summary.quality else ()),
+        *([f"🔗 要確認の写真: {summary.photos_to_check_url}"] if _link_wanted(summary) else []),
         "",
         "📊 車両別結果:",
     ]
@@ -202,6 +205,10 @@ def fit_lines(head: Sequence[str], lines: Sequence[str], end: str, max_chars: in
         listed.append(line)
         used += len(line) + 1
     return "\n".join([*head, *listed, _more_line(len(lines) - len(listed)), end])
+
+
+def _link_wanted(summary: DaySummary) -> bool:
+    return bool(summary.photos_to_check_url and summary.quality and summary.quality.to_review)
 
 
 def _infrastructure_line(photos: int) -> str:

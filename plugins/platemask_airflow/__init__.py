@@ -6,7 +6,11 @@ connections and context and turns outcomes into task states.
 
 from __future__ import annotations
 
-__all__ = ["ChatworkNotifier", "PlateMaskOperator"]
+__all__ = ["PHOTOS_TO_CHECK_PATH", "ChatworkNotifier", "PlateMaskOperator"]
+
+#: Where the API server mounts the "Photos to check" app (platemask_plugin), and its list page.
+URL_PREFIX = "/platemask"
+PHOTOS_TO_CHECK_PATH = f"{URL_PREFIX}/photos"
 
 
 def __getattr__(name: str):  # lazy, so importing a submodule does not import them all

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ from platemask.daily import DayPlan, finish_day, plan_day, publish_review, targe
 from platemask.notify import deliver_summary, format_summary
 from platemask.retention import apply_retention_safely
 from platemask.tracking import DayTracking
+from platemask_airflow import PHOTOS_TO_CHECK_PATH
 from platemask_airflow.chatwork import ChatworkHook
 from platemask_airflow.errors import FailedPhotos, NothingToFinish
 from platemask_airflow.storage import day_tracking, open_storage
@@ -72,6 +73,7 @@ def finish(counts: dict[str, Any] | None, *, run_id: str) -> dict[str, Any]:
 
 def _finish(tracking: DayTracking, counts: dict[str, Any], settings: Settings, run_id: str) -> dict[str, Any]:
     summary = finish_day(tracking, skipped=counts["skipped"], refused=counts["refused"])
+    summary = replace(summary, photos_to_check_url=photos_to_check_url(summary.day))
     log.info("Summary:\n%s", format_summary(summary))
     chatwork = deliver_summary(summary, tracking, ChatworkHook(settings=settings).get_conn, run_id=run_id)
     store, backups = open_storage(settings)
@@ -85,6 +87,12 @@ def _finish(tracking: DayTracking, counts: dict[str, Any], settings: Settings, r
     result["chatwork"] = chatwork
     result["review_page"] = tracking.store.describe(review_page) if review_page else None
     return result
+
+
+def photos_to_check_url(day: dt.date) -> str | None:
+    """The day's "Photos to check" page, under Airflow's ``[api] base_url``; None when that is unset."""
+    base = (conf.get("api", "base_url", fallback="") or "").rstrip("/")
+    return f"{base}{PHOTOS_TO_CHECK_PATH}?day={day.isoformat()}" if base else None
 
 
 def _warn_on_timezone_mismatch(site_timezone: str) -> None:

@@ -261,3 +261,23 @@ def test_a_save_on_a_stale_revision_is_a_conflict(day, client, auth) -> None:
     assert response.status_code == 409
     assert "ana" in response.json()["detail"]
     assert _record(day)["review_resolved"]["by"] == "ana" and "removed_masks" not in _record(day)
+
+
+def test_the_summary_links_to_the_days_photos_to_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With Airflow's [api] base_url set, a day with photos to check links to their page."""
+    from platemask.notify import DaySummary, Quality, format_summary
+    from platemask_airflow.daily import photos_to_check_url
+
+    day = dt.date(2026, 2, 3)
+    monkeypatch.setenv("AIRFLOW__API__BASE_URL", "https://airflow.example.jp/")
+    url = photos_to_check_url(day)
+    assert url == "https://airflow.example.jp/platemask/photos?day=2026-02-03"
+
+    def summary(to_review: int) -> str:
+        quality = Quality(photos=3, to_review=to_review, plates=3, without_plate=0, p95_ms=120)
+        return format_summary(DaySummary(day, 3, 0, 0, quality=quality, photos_to_check_url=url))
+
+    assert f"🔗 要確認の写真: {url}" in summary(1).splitlines()
+    assert "🔗" not in summary(0)  # nothing to check: the summary stays as it was
+    monkeypatch.delenv("AIRFLOW__API__BASE_URL")
+    assert photos_to_check_url(day) is None
