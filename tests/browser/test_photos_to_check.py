@@ -156,3 +156,20 @@ def test_remove_a_wrong_mask(browser: Browser, ui, day_run) -> None:
     assert where.any()
     assert np.abs(published - original)[y1:y2, x1:x2][where].mean() < 4  # the original's pixels, JPEG noise aside
     browser.driver.switch_to.default_content()
+
+
+def test_without_a_login_the_running_api_server_gives_no_photo(ui, day_run) -> None:
+    """The plugin on the real API server of the make ui stack: no login, no page, no photo, no save."""
+    import requests
+    from demo import FAR_PHOTO
+
+    file_id = _record(ui, FAR_PHOTO)["file_id"]
+    photo = f"{ui.url}/platemask/photos/{DAY.isoformat()}/{file_id}"
+    for url in (f"{ui.url}/platemask/photos", photo, f"{photo}/original.jpg", f"{photo}/published.jpg"):
+        answer = requests.get(url, timeout=30)
+        assert answer.status_code in (401, 403), url
+        assert not answer.content.startswith(b"\xff\xd8"), url  # not a JPEG's first bytes
+    before = _record(ui, FAR_PHOTO)
+    saved = requests.post(photo, json={"add": [[10, 10, 60, 40]], "revision": before.get("revision", 0)}, timeout=30)
+    assert saved.status_code in (401, 403)
+    assert _record(ui, FAR_PHOTO) == before  # nothing saved
