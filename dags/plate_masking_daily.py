@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pendulum
 from airflow.sdk import CronDataIntervalTimetable, Param, TaskInstance, TriggerRule, dag, task
@@ -35,6 +36,9 @@ from platemask.config import car_tasks, car_timeout, day_timeout, site_timezone
 from platemask_airflow.errors import FailedPhotos, NothingToFinish
 from platemask_airflow.notifiers import RUN_TIMEOUT_TEXT, ChatworkNotifier
 from platemask_airflow.operators import PlateMaskOperator
+
+if TYPE_CHECKING:  # the task modules load at run time only: parsing stays free of model code
+    from platemask_airflow.daily import DayResult
 
 SITE_TIMEZONE = site_timezone()  # PLATEMASK_TIMEZONE: whose calendar days are the site's days
 UPLOADS_SQL = Path(__file__).parents[1] / "include" / "sql" / "day_uploads.sql"
@@ -80,14 +84,18 @@ DAY_TASK_TIMEOUT = dt.timedelta(minutes=30)
 )
 def plate_masking_daily() -> None:
     @task(
+        # The return value is the mapped input; Airflow refuses to map over a named output
+        # (`expand(car_ids=plan["batches"])`: "cannot map over XCom with custom key"), so the
+        # run's constants are pushed under their own keys instead.
+        multiple_outputs=False,
         execution_timeout=DAY_TASK_TIMEOUT,
         on_failure_callback=ChatworkNotifier.task_failed("the day's uploads could not be planned"),
     )
     def plan_uploads(params: dict, ti: TaskInstance, logical_date: dt.datetime | None = None) -> list[list[str]]:
         """Read the day's uploads, write each car's work into the tracking file, return the car batches.
 
-        Its other outputs, ``day`` and ``counts``, are constants of the run: Airflow maps over a
-        task's return value only.
+        Its other outputs, ``day`` and ``counts``, are constants of the run (XCom keys of the same
+        names): Airflow maps over a task's return value only.
         """
         from platemask_airflow.daily import plan
 
@@ -97,6 +105,7 @@ def plate_masking_daily() -> None:
         return day_plan.batches
 
     @task(
+        multiple_outputs=True,  # each key of DayResult is an XCom of its own, e.g. "failed"
         trigger_rule=TriggerRule.ALL_DONE,
         execution_timeout=DAY_TASK_TIMEOUT,
         # Failed photos turn it red on purpose, after the summary that lists them, and a failed plan
@@ -105,11 +114,13 @@ def plate_masking_daily() -> None:
             "the day was not finished", unless=(FailedPhotos, NothingToFinish)
         ),
     )
-    def finish_day(ti: TaskInstance) -> dict:
+    def finish_day(ti: TaskInstance) -> DayResult:
         """Mark complete cars done, send the Chatwork summary, fail if any photo failed."""
         from platemask_airflow.daily import finish
 
-        # Pulled, not passed: when the plan failed there is no XCom and finish says so plainly.
+        # Pulled, not passed: when the plan failed there is no XCom and finish says so plainly. An
+        # argument plan["counts"] would fail before this code runs (XComNotFound: the key is not the
+        # return value of a multiple_outputs task), be alerted a second time and retried.
         return finish(ti.xcom_pull(task_ids="plan_uploads", key="counts"), run_id=ti.run_id)
 
     plan = plan_uploads()

@@ -6,7 +6,7 @@ import datetime as dt
 import logging
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from airflow.sdk import conf
 
@@ -21,9 +21,24 @@ from platemask_airflow.errors import FailedPhotos, NothingToFinish
 from platemask_airflow.storage import day_tracking, open_storage
 from platemask_airflow.uploads import fetch_day_uploads
 
-__all__ = ["finish", "plan"]
+__all__ = ["DayResult", "finish", "plan"]
 
 log = logging.getLogger(__name__)
+
+
+class DayResult(TypedDict):
+    """What ``finish_day`` returns, one XCom per key: the run's summary as JSON-able values."""
+
+    day: str  # YYYY-MM-DD
+    succeeded: int
+    failed: int
+    skipped: int
+    infrastructure: int
+    cars: list[dict[str, Any]]  # one CarOutcome each
+    quality: dict[str, Any] | None
+    photos_to_check_url: str | None
+    chatwork: str  # how the summary's send went (platemask.notify.deliver_summary)
+    review_page: str | None  # where the day's review page was written
 
 
 def plan(sql_file: Path, date: str | None, logical_date: dt.datetime | None, *, force: bool, run_id: str) -> DayPlan:
@@ -55,7 +70,7 @@ def plan(sql_file: Path, date: str | None, logical_date: dt.datetime | None, *, 
         raise
 
 
-def finish(counts: dict[str, Any] | None, *, run_id: str) -> dict[str, Any]:
+def finish(counts: dict[str, Any] | None, *, run_id: str) -> DayResult:
     """Merge the day, send the summary, and fail the run (after sending) if any photo failed."""
     if counts is None:
         # plan_uploads failed or never ran (this task runs whatever happened upstream).
@@ -71,7 +86,7 @@ def finish(counts: dict[str, Any] | None, *, run_id: str) -> dict[str, Any]:
         tracking.release(run_id)
 
 
-def _finish(tracking: DayTracking, counts: dict[str, Any], settings: Settings, run_id: str) -> dict[str, Any]:
+def _finish(tracking: DayTracking, counts: dict[str, Any], settings: Settings, run_id: str) -> DayResult:
     summary = finish_day(tracking, skipped=counts["skipped"], refused=counts["refused"])
     summary = replace(summary, photos_to_check_url=photos_to_check_url(summary.day))
     log.info("Summary:\n%s", format_summary(summary))
@@ -82,11 +97,18 @@ def _finish(tracking: DayTracking, counts: dict[str, Any], settings: Settings, r
     if summary.failed:
         failing = ", ".join(car.car_id for car in summary.cars if not car.ok) or "rows refused at planning"
         raise FailedPhotos(f"{summary.failed} photo(s) failed; cars: {failing}")
-    result = asdict(summary)
-    result["day"] = summary.day.isoformat()
-    result["chatwork"] = chatwork
-    result["review_page"] = tracking.store.describe(review_page) if review_page else None
-    return result
+    return DayResult(
+        day=summary.day.isoformat(),
+        succeeded=summary.succeeded,
+        failed=summary.failed,
+        skipped=summary.skipped,
+        infrastructure=summary.infrastructure,
+        cars=[asdict(car) for car in summary.cars],
+        quality=asdict(summary.quality) if summary.quality else None,
+        photos_to_check_url=summary.photos_to_check_url,
+        chatwork=chatwork,
+        review_page=tracking.store.describe(review_page) if review_page else None,
+    )
 
 
 def photos_to_check_url(day: dt.date) -> str | None:

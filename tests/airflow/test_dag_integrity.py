@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from airflow.dag_processing.dagbag import DagBag
 
+from platemask_airflow.operators import PlateMaskOperator
+
 DAGS = Path(__file__).parents[2] / "dags"
 
 
@@ -55,6 +57,11 @@ def test_daily_shape(dagbag: DagBag) -> None:
     assert (day.operator.task_id, day.key) == ("plan_uploads", "day")
     car_ids = masks.expand_input.value["car_ids"]
     assert (car_ids.operator.task_id, car_ids.key) == ("plan_uploads", "return_value")
+    # ...because Airflow maps over a return value only, never over a named output:
+    with pytest.raises(ValueError, match="cannot map over XCom with custom key"):
+        PlateMaskOperator.partial(task_id="probe", day="2026-02-03").expand(car_ids=car_ids.operator.output["batches"])
+    # finish_day's outputs are declared (DayResult, one XCom per key), not inferred from `-> dict`.
+    assert dag.task_dict["finish_day"].multiple_outputs and not dag.task_dict["plan_uploads"].multiple_outputs
 
 
 def test_car_task_bound_comes_from_the_environment() -> None:

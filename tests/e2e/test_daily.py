@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 from platemask.images import output_source, sha256
-from tests.support.airflow_runs import clear_and_rerun, rendered_map_indexes, task_states, trigger
+from tests.support.airflow_runs import clear_and_rerun, rendered_map_indexes, task_states, trigger, xcom
 from tests.support.site import Site, Upload, tracking_file
 from tests.support.synthetic import make_car_photo, make_scene, photo_jpeg
 
@@ -211,6 +211,9 @@ def test_manual_run_with_date_param_and_empty_day(site: Site, chatwork) -> None:
     site.add(10418430, "10418430001.jpg", data, branch_no=1, day=DAY, plate_box=box)
     run = trigger("plate_masking_daily", None, {"date": "2026-02-03"})  # Airflow 3 manual run: no logical date
     assert run.state == "success" and _tracking()["processed"]
+    # finish_day's outputs, one XCom per key (the day's summary), next to its whole return value.
+    assert xcom(run, "finish_day", "day") == "2026-02-03" and xcom(run, "finish_day", "succeeded") == 1
+    assert xcom(run, "finish_day")["cars"] == [{"car_id": "10418430", "processed": 1, "detections": 1, "failed": 0}]
     empty = trigger("plate_masking_daily", pendulum.datetime(2026, 2, 5, tz="Asia/Tokyo"))
     assert empty.state == "success"
     assert _tracking(dt.date(2026, 2, 5))["processed"] == {}
