@@ -1,7 +1,8 @@
 """Spec rule 7: put originals back from their backups, selected from a day's tracking file.
 
 The customer's ``restore_from_backup.py``, rebuilt: records are filtered by status and by car id
-(derived from ``path``), each backup path is computed from ``path``, and the backup is copied over
+(the record's ``car_id``, the car the daily run grouped by, not the old script's digits of ``path``),
+each backup path is computed from ``path``, and the backup is copied over
 the original atomically, then checked byte for byte. Backups are only ever read. A photo that
 staff re-uploaded since its backup is kept under ``.backup/.history/`` before being replaced.
 """
@@ -28,6 +29,7 @@ from platemask.paths import parse_car_ids, photo_paths
 from platemask.progress import Progress
 from platemask.storage import Storage
 from platemask.tracking import RESTORE_STATUSES, DayTracking, Record, site_now, stamp
+from platemask.uploads import car_id_of
 
 if TYPE_CHECKING:
     from platemask.notify import ChatworkClient
@@ -38,7 +40,6 @@ __all__ = [
     "RestoreReport",
     "RestoreRequest",
     "add_restore_command",
-    "car_id_from_path",
     "restore_and_report",
     "restore_day",
     "select_records",
@@ -152,21 +153,19 @@ class RestoreReport:
         return fit_lines(lines, [*problems, *unmatched, *fine], "[/info]", max_chars)
 
 
-def car_id_from_path(path: str) -> str:
-    """The car id a ``/upfile/1041/8430/x.jpg`` path belongs to (``10418430``), as the original did."""
-    parts = path.strip("/").split("/")
-    return parts[1] + parts[2] if len(parts) >= 4 else ""
-
-
 def select_records(processed: dict[str, Record], status: str, car_ids: Iterable[str] = ()) -> list[tuple[str, Record]]:
-    """The records to restore: by status (``all`` for every one) and by car id from ``path``."""
+    """The records to restore: by status (``all`` for every one) and by car (:func:`car_id_of`).
+
+    Every record in the status must name its car (both tracking schemas require ``car_id``): one
+    that does not is a TrackingError, reported before anything is restored rather than guessed.
+    """
     wanted = set(car_ids)
-    return [
-        (key, record)
-        for key, record in sorted(processed.items(), key=lambda item: str(item[1].get("path", "")))
-        if (status == "all" or record.get("status") == status)
-        and (not wanted or car_id_from_path(str(record.get("path", ""))) in wanted)
-    ]
+    in_status = [(key, r) for key, r in processed.items() if status == "all" or r.get("status") == status]
+    cars = {key: car_id_of(record) for key, record in in_status}
+    return sorted(
+        ((key, record) for key, record in in_status if not wanted or cars[key] in wanted),
+        key=lambda item: str(item[1].get("path", "")),
+    )
 
 
 def restore_day(
@@ -223,7 +222,7 @@ def _restore_one(
     detect_dir: str,
 ) -> FileRestore:
     path = str(record.get("path", ""))
-    car_id = car_id_from_path(path) or str(record.get("car_id", ""))
+    car_id = car_id_of(record)
 
     def result(action: str, detail: str = "") -> FileRestore:
         return FileRestore(key, car_id, path, action, detail)

@@ -14,11 +14,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from platemask.errors import TrackingError
+
 __all__ = [
     "FIRST_BRANCH_NO",
     "QUERY_COLUMNS",
     "SITE_TIME_ZONE_SQL",
     "Photo",
+    "car_id_of",
     "day_bounds",
     "photo_from_row",
     "query_parameters",
@@ -45,12 +48,26 @@ class Photo:
         return self.branch_no == FIRST_BRANCH_NO
 
 
+def car_id_of(row: Mapping[str, Any]) -> str:
+    """The car a query row or a tracking record belongs to: its ``car_id``, what the daily run groups by.
+
+    The one definition of a car (the site's ``COALESCE(inspresultdata_cd, car_cd::text)``), for
+    planning, car tasks, summaries and restores alike. Never the folder's digits: a car known by its
+    ``inspresultdata_cd`` keeps its photos under its ``car_cd`` folder. Both tracking schemas, the
+    original script's and ours, require ``car_id``, so there is nothing to fall back to.
+    """
+    try:
+        return str(row["car_id"])
+    except KeyError:
+        raise TrackingError(f"photo {row.get('file_id')} ({row.get('path', '')}) has no car_id") from None
+
+
 def photo_from_row(row: Mapping[str, Any]) -> Photo:
     """A query row (``file_path``) or a tracking record (``path``) as a :class:`Photo`."""
     branch = row.get("branch_no")
     return Photo(
         file_id=int(row["file_id"]),
-        car_id=str(row["car_id"]),
+        car_id=car_id_of(row),
         path=str(row.get("path") or row.get("file_path") or ""),
         branch_no=None if branch is None else int(branch),
     )

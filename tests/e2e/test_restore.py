@@ -91,6 +91,32 @@ def test_dry_run_then_restore_one_car(site: Site, processed_day, chatwork) -> No
     assert site.file("/upfile/1041/8430/10418430001.jpg") == website
 
 
+def test_a_car_known_by_its_inspresultdata_cd_is_restored_by_it(site: Site, chatwork) -> None:
+    # Its photos sit under its car_cd folder (1041/8430); the daily run groups them as AB12345, and so
+    # does the restore: the folder's digits name no car.
+    names = {n: f"10418430{n:03d}.jpg" for n in (1, 2)}
+    uploads = [
+        site.add(
+            10418430,
+            name,
+            _photo(20 + n),
+            branch_no=n,
+            day=DAY,
+            inspresultdata_cd="AB12345",
+            path=f"/upfile/1041/8430/{name}",
+        )
+        for n, name in names.items()
+    ]
+    assert trigger("plate_masking_daily", pendulum.datetime(2026, 2, 3, tz="Asia/Tokyo")).state == "success"
+    conf = {"date": "2026-02-03", "status": "done", "car_id": "AB12345, 10418430", "dry_run": False}
+    run = trigger("plate_masking_restore", None, conf)
+    assert run.state == "success"
+    report = xcom(run, "restore_originals")
+    assert report["cars"] == {"AB12345": {"restored": 1, "unchanged": 1}} and report["unmatched_cars"] == ["10418430"]
+    for upload in uploads:
+        assert site.file(upload.path) == upload.original
+
+
 def test_filters_missing_backup_and_remove_detect(site: Site, processed_day) -> None:
     (site.root / "upfile/1041/8457/.backup/10418457001.jpg").unlink()  # someone deleted a backup
     none = trigger("plate_masking_restore", None, {"date": "2026-02-03", "status": "error", "dry_run": False})

@@ -95,6 +95,32 @@ def test_a_dry_run_names_the_cars_it_found_nothing_for(day) -> None:
     assert report.as_dict()["unmatched_cars"] == ["10418430", "99999999"]
 
 
+def test_a_car_is_its_records_car_id_not_its_folder(day) -> None:
+    # A car known by its inspresultdata_cd keeps its photos under its car_cd folder: the daily run
+    # grouped them under AB12345, and so does the restore, in its selection and its report.
+    store, tracking, originals = day
+    with tracking.update() as doc:
+        for key in ("1", "2", "3"):  # the photos under /upfile/1041/8430/
+            doc["processed"][key]["car_id"] = "AB12345"
+    request = RestoreRequest(DAY, "done", car_ids=("AB12345", "10418430"), dry_run=False)
+    report = restore_day(request, tracking, store=store, backups=store)
+    assert [(f.file_id, f.car_id, f.action) for f in report.files] == [(k, "AB12345", "restored") for k in "123"]
+    assert (
+        all(store.read(path) == originals[path] for path in PATHS[:3]) and store.read(PATHS[3]) != originals[PATHS[3]]
+    )
+    assert report.per_car() == {"AB12345": {"restored": 3}} and report.unmatched_cars() == ("10418430",)
+    assert "no matching photos for car 10418430 (status=done)" in report.text()
+
+
+def test_a_record_without_car_id_is_reported_not_guessed(day) -> None:
+    store, tracking, originals = day
+    with tracking.update() as doc:
+        del doc["processed"]["2"]["car_id"]
+    report = restore_day(RestoreRequest(DAY, "done", dry_run=False), tracking, store=store, backups=store)
+    assert report.files == [] and "photo 2 (/upfile/1041/8430/10418430002.jpg) has no car_id" in report.problem
+    assert report.counts()["error"] == 1 and store.read(PATHS[0]) != originals[PATHS[0]]
+
+
 def test_restore_and_report_posts_the_report_once_and_only_when_files_were_selected(day, tmp_path: Path) -> None:
     store, tracking, originals = day
     settings = Settings.from_env({"S3_MOUNT": str(tmp_path / "mount"), "LOG_DIR": str(tmp_path / "logs")})
