@@ -215,7 +215,8 @@ def apply_outcome(record: Record, outcome: PhotoOutcome, at: str) -> None:
             record[key] = list(value)
         else:
             record.pop(key, None)
-    if record.get("fixed_for") and outcome.sha256.get("backup") != record["fixed_for"]:
+    backup = outcome.sha256.get("backup")  # None when the photo failed before it was backed up
+    if record.get("fixed_for") and backup and backup != record["fixed_for"]:
         # A new original (staff uploaded the photo again): a person's fixes were about the old one.
         for key in ("fixed_for", "manual_masks", "removed_masks", "review_resolved"):
             record.pop(key, None)

@@ -184,3 +184,13 @@ def test_export_writes_labels_the_training_builder_reads(settings, day: DayTrack
     [box] = photos["20260203_2"].boxes
     assert np.allclose(box, MISSED, atol=0.5)
     assert photos["20260203_2_neg0"].boxes == []  # the removed mask: what not to mask
+
+
+def test_a_failed_rerun_keeps_the_fixes(settings, day: DayTracking) -> None:
+    """A photo that cannot even be read this time (storage down, file gone) is an error, not a new upload."""
+    _fix(settings, day, 2, Fix(add=([*MISSED],), user="operator-a"))
+    (Path(settings.s3_mount) / OTHER.lstrip("/")).unlink()
+    _run(settings, day, force=True)
+    record = day.load()["processed"]["2"]
+    assert record["status"] == "error" and record["error"].startswith("missing_file")
+    assert [m["by"] for m in record["manual_masks"]] == ["operator-a"] and record["fixed_for"]
