@@ -45,6 +45,7 @@ __all__ = [
     "deliver_summary",
     "fit_lines",
     "format_summary",
+    "post_once",
     "send_summary",
     "summarise_run",
 ]
@@ -516,15 +517,33 @@ def deliver_summary(
     post a summary that this run already posted with the same text.
     """
     text = format_summary(summary)
-    digest = hashlib.sha256(f"{run_id}\n{text}".encode()).hexdigest()[:16]
+    return post_once(
+        tracking,
+        lambda: send_summary(summary, client()),
+        kind="summary",
+        run_id=run_id,
+        key=f"{run_id}\n{text}",
+        what=f"Chatwork summary for {summary.day}",
+    )
+
+
+def post_once(
+    tracking: DayTracking, send: Callable[[], str | None], *, kind: str, run_id: str | None, key: str, what: str
+) -> str:
+    """Call ``send`` (it posts a message, or returns None when there is nothing to post) unless a
+    message of the same ``key`` was already sent, and record the outcome under the day file's
+    ``notifications``. A Chatwork failure is logged and recorded, never raised: the work it
+    reports on is done either way. Returns ``sent``, ``not sent``, ``already sent`` or ``failed: …``.
+    """
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     if any(n.get("digest") == digest and n.get("status") == "sent" for n in tracking.load().get("notifications", ())):
-        log.info("Chatwork summary for %s already sent by this run; not sending it again", summary.day)
+        log.info("%s already sent by this run; not sending it again", what)
         return "already sent"
-    entry: dict[str, Any] = {"run_id": run_id, "digest": digest}
+    entry: dict[str, Any] = {"kind": kind, "run_id": run_id, "digest": digest}
     try:
-        message_id = send_summary(summary, client())
+        message_id = send()
     except ChatworkError as exc:
-        log.error("Chatwork summary for %s NOT sent: %s", summary.day, exc)
+        log.error("%s NOT sent: %s", what, exc)
         entry.update(status="failed", error=str(exc))
     else:
         entry.update(status="sent" if message_id else "not sent", message_id=message_id)

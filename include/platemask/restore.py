@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING, Any
 
 from platemask.backup import history_path
 from platemask.config import BACKUP_DIR, DETECT_DIR, Settings, day_timeout
-from platemask.errors import ChatworkError, MissingFileError, PlateMaskError
+from platemask.errors import MissingFileError, PlateMaskError
 from platemask.images import output_source, sha256
-from platemask.notify import MAX_MESSAGE_CHARS, fit_lines
+from platemask.notify import MAX_MESSAGE_CHARS, fit_lines, post_once
 from platemask.paths import parse_car_ids, photo_paths
 from platemask.progress import Progress
 from platemask.storage import Storage
@@ -320,31 +320,16 @@ def restore_and_report(
     for car_id in report.unmatched_cars():
         log.warning("No matching photos for car %s (status=%s) on %s", car_id, request.status, request.day)
     if client is not None and report.files:
-        report.chatwork = _post_once(report, tracking, client, run_id)
+        # Once per restore: a retried task does not post it again; a Chatwork failure is a warning.
+        report.chatwork = post_once(
+            tracking,
+            lambda: client.post_message(report.text()),
+            kind="restore",
+            run_id=run_id,
+            key=f"restore\n{run_id}",
+            what=f"Restore report of {run_id}",
+        )
     return report
-
-
-def _post_once(report: RestoreReport, tracking: DayTracking, client: ChatworkClient, run_id: str | None) -> str:
-    """Post the report, once per run: a retried restore task does not post it again, and a
-    Chatwork failure is a warning, never a failed restore (the photos are back either way)."""
-    sent = {
-        n.get("run_id")
-        for n in tracking.load().get("notifications", ())
-        if n.get("kind") == "restore" and n.get("status") == "sent"
-    }
-    if run_id in sent:
-        log.info("Restore report of %s already sent by this run; not sending it again", run_id)
-        return "already sent"
-    entry: dict[str, Any] = {"kind": "restore", "run_id": run_id}
-    try:
-        entry.update(status="sent", message_id=client.post_message(report.text()))
-    except ChatworkError as exc:
-        log.warning("Restore report NOT sent to Chatwork: %s", exc)
-        entry.update(status="failed", error=str(exc))
-    entry["at"] = stamp(site_now(tracking.timezone))
-    with tracking.update() as doc:
-        doc.setdefault("notifications", []).append(entry)
-    return entry["status"] if entry["status"] != "failed" else f"failed: {entry['error']}"
 
 
 def add_restore_command(commands: Any) -> None:
