@@ -27,7 +27,7 @@ from platemask.errors import ChatworkError, ConfigError, PlateMaskError
 from platemask.notify import ChatworkClient, client_from_settings
 from platemask.paths import photo_paths
 from platemask.storage import LocalStorage, Storage, open_log_storage, open_storage
-from platemask.uploads import QUERY_COLUMNS, SITE_TIME_ZONE_SQL, query_parameters
+from platemask.uploads import QUERY_COLUMNS, run_day_query
 
 __all__ = [
     "CHECKS",
@@ -230,7 +230,7 @@ def check_database(preflight: Preflight) -> Result:
         )
     with closing(connection):
         try:
-            columns, rows = _describe_query(connection, sql, query_parameters(sql, day), preflight.settings.timezone)
+            columns, rows = _describe_query(connection, sql, day, preflight.settings.timezone)
         except Exception as exc:  # the driver's error names what the database refused
             return fail(f"{path.name} failed for {day}: {exc}".strip(), f"adapt {path} to the site's tables")
     missing = [name for name in QUERY_COLUMNS if name not in columns]
@@ -333,14 +333,12 @@ def _round_trip(store: Storage, path: str) -> None:
         store.delete(path)
 
 
-def _describe_query(connection: Any, sql: str, parameters: Mapping[str, Any], timezone: str) -> tuple[list[str], int]:
+def _describe_query(connection: Any, sql: str, day: dt.date, timezone: str) -> tuple[list[str], int]:
     """The column names and row count of the site's query, run as the daily run runs it, in a
     transaction that is rolled back."""
     try:
         with closing(connection.cursor()) as cursor:
-            cursor.execute(SITE_TIME_ZONE_SQL, {"timezone": timezone})
-            cursor.execute(sql, parameters)
-            return [column[0] for column in cursor.description or ()], cursor.rowcount
+            return run_day_query(cursor, sql, day, timezone=timezone), cursor.rowcount
     finally:
         connection.rollback()  # the query only reads; roll back anyway, whatever a site adapted it to
 

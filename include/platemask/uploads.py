@@ -25,6 +25,7 @@ __all__ = [
     "day_bounds",
     "photo_from_row",
     "query_parameters",
+    "run_day_query",
 ]
 
 #: The one ``branch_no`` that makes a photo its car's first (not NULL, not 2, ...).
@@ -95,3 +96,16 @@ def query_parameters(sql: str, day: dt.date, *, last_processed_time: str | None 
     start, end = day_bounds(day)
     offered = {"day_start": start, "day_end": end, "last_processed_time": last_processed_time}
     return {name: value for name, value in offered.items() if f"%({name})s" in sql}
+
+
+def run_day_query(
+    cursor: Any, sql: str, day: dt.date, *, timezone: str, last_processed_time: str | None = None
+) -> list[str]:
+    """Run the site's query for ``day`` on a DB-API ``cursor``, the session in the site's zone
+    (:data:`SITE_TIME_ZONE_SQL`); return the names of its columns (the rows are the cursor's).
+
+    The daily run and ``platemask check`` both run it here, so the check tries what the run does.
+    """
+    cursor.execute(SITE_TIME_ZONE_SQL, {"timezone": timezone})
+    cursor.execute(sql, query_parameters(sql, day, last_processed_time=last_processed_time))
+    return [column[0] for column in cursor.description or ()]

@@ -9,7 +9,7 @@ from typing import Any
 
 from airflow.providers.postgres.hooks.postgres import PostgresHook
 
-from platemask.uploads import SITE_TIME_ZONE_SQL, query_parameters
+from platemask.uploads import run_day_query
 
 __all__ = ["connect_upload_db", "fetch_day_uploads"]
 
@@ -30,11 +30,8 @@ def fetch_day_uploads(
     site's whether the columns are ``timestamp`` or ``timestamptz``.
     """
     sql = sql_file.read_text(encoding="utf-8")
-    parameters = query_parameters(sql, day, last_processed_time=last_processed_time)
     with closing(connect_upload_db(conn_id)) as conn, closing(conn.cursor()) as cursor:
-        cursor.execute(SITE_TIME_ZONE_SQL, {"timezone": timezone})
-        cursor.execute(sql, parameters)
-        columns = [column[0] for column in cursor.description]
+        columns = run_day_query(cursor, sql, day, timezone=timezone, last_processed_time=last_processed_time)
         return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
 
 
