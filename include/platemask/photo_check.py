@@ -20,16 +20,25 @@ from platemask.paths import photo_paths
 from platemask.review import REASONS, photos_to_review
 from platemask.storage import Storage
 
-__all__ = ["car_photos", "find_record", "group_by_car", "original_jpeg", "photo_view", "published_jpeg", "to_check"]
+__all__ = [
+    "FILE_ID",
+    "car_photos",
+    "find_record",
+    "group_by_car",
+    "original_jpeg",
+    "photo_view",
+    "published_jpeg",
+    "to_check",
+]
 
-_FILE_ID = re.compile(r"\d{1,20}")
+FILE_ID = re.compile(r"\d{1,20}")
 #: Quality of the original as the view sends it: what a person compares against, so near-lossless.
 _VIEW_QUALITY = 92
 
 
 def find_record(processed: Mapping[str, Mapping[str, Any]], file_id: str) -> Mapping[str, Any]:
     """The tracking record of ``file_id``; ``KeyError`` for anything the day does not know."""
-    if not _FILE_ID.fullmatch(file_id):
+    if not FILE_ID.fullmatch(file_id):
         raise KeyError(file_id)
     return processed[file_id]
 

@@ -35,6 +35,7 @@ from platemask.errors import (
     PlateMaskError,
 )
 from platemask.photo_check import (
+    FILE_ID,
     car_photos,
     find_record,
     group_by_car,
@@ -154,8 +155,9 @@ def published(day: dt.date, file_id: str, settings: SettingsDep) -> Response:
 @app.post("/photos/{day}/{file_id}", dependencies=[_can_edit])
 def save(day: dt.date, file_id: str, body: FixBody, settings: SettingsDep, user: GetUserDep) -> dict[str, Any]:
     """Apply a fix as the logged-in user and answer the updated record."""
+    if not FILE_ID.fullmatch(file_id):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no photo {file_id} on {day}")
     tracking = day_tracking(settings, day)
-    _record(settings, day, file_id)  # 404 before anything is touched
     fix = Fix(
         add=tuple(body.add),
         remove=tuple(body.remove),
