@@ -286,9 +286,7 @@ class Settings:
             backup_s3_bucket=env.get("BACKUP_S3_BUCKET") or None,
             backup_s3_key_prefix=(env.get("BACKUP_S3_KEY_PREFIX") or "").strip("/"),
             aws_conn_id=env.get("AWS_CONN_ID") or None,
-            chatwork_api_key=env.get("CHATWORK_API_KEY") or None,
-            chatwork_room_id=env.get("CHATWORK_ROOM_ID") or None,
-            chatwork_api_url=(env.get("CHATWORK_API_URL") or DEFAULT_CHATWORK_API_URL).rstrip("/"),
+            **_chatwork_fields(env),
             timezone=site_timezone(source),
             cars_per_task=env.integer("PLATEMASK_CARS_PER_TASK", 1, minimum=1),
             cutover=Cutover.parse(env.get("PLATEMASK_CUTOVER") or ""),
@@ -318,6 +316,12 @@ class Settings:
             tracking_compress_after_days=env.integer("PLATEMASK_TRACKING_COMPRESS_AFTER_DAYS", 0, minimum=0),
             tracking_delete_after_days=env.integer("PLATEMASK_TRACKING_DELETE_AFTER_DAYS", 0, minimum=0),
         )
+
+    @classmethod
+    def chatwork_only(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Settings with only the ``CHATWORK_*`` variables read: what a failure alert needs, so
+        that an invalid ``PLATEMASK_*`` value does not silence the alert that reports it."""
+        return cls(s3_mount="", log_dir="", **_chatwork_fields(_Env(os.environ if environ is None else environ)))
 
     def require_storage(self) -> None:
         """Fail early, naming the variable, when no photo root is configured."""
@@ -366,6 +370,14 @@ def day_timeout(environ: Mapping[str, str] | None = None) -> dt.timedelta:
     """``dagrun_timeout`` of the daily run: ``PLATEMASK_DAY_TIMEOUT`` minutes."""
     env = _Env(os.environ if environ is None else environ)
     return dt.timedelta(minutes=env.number("PLATEMASK_DAY_TIMEOUT", DEFAULT_DAY_TIMEOUT_MIN, minimum=1))
+
+
+def _chatwork_fields(env: _Env) -> dict[str, str | None]:
+    return {
+        "chatwork_api_key": env.get("CHATWORK_API_KEY") or None,
+        "chatwork_room_id": env.get("CHATWORK_ROOM_ID") or None,
+        "chatwork_api_url": (env.get("CHATWORK_API_URL") or DEFAULT_CHATWORK_API_URL).rstrip("/"),
+    }
 
 
 class _Env:

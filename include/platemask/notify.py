@@ -14,10 +14,9 @@ import email.utils
 import functools
 import hashlib
 import logging
-import os
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -40,7 +39,6 @@ __all__ = [
     "DaySummary",
     "Quality",
     "chatwork_configured",
-    "client_from_env",
     "client_from_settings",
     "deliver_summary",
     "fit_lines",
@@ -487,23 +485,6 @@ def client_from_settings(settings: Settings) -> ChatworkClient | None:
         room_id=settings.chatwork_room_id or "",
         api_url=settings.chatwork_api_url or DEFAULT_API_URL,
     )
-
-
-def client_from_env(environ: Mapping[str, str] | None = None) -> ChatworkClient | None:
-    """The client of the ``CHATWORK_*`` variables alone, whatever the other settings say.
-
-    Failure alerts use it: an invalid ``PLATEMASK_*`` value must not silence the alert that
-    reports it.
-    """
-    env = os.environ if environ is None else environ
-    settings = Settings(
-        s3_mount="",
-        log_dir="",
-        chatwork_api_key=(env.get("CHATWORK_API_KEY") or "").strip() or None,
-        chatwork_room_id=(env.get("CHATWORK_ROOM_ID") or "").strip() or None,
-        chatwork_api_url=((env.get("CHATWORK_API_URL") or "").strip() or DEFAULT_CHATWORK_API_URL).rstrip("/"),
-    )
-    return client_from_settings(settings)
 
 
 def deliver_summary(

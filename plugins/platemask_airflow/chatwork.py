@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import logging
-import os
 
 from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowNotFoundException
 
-from platemask.config import DEFAULT_CHATWORK_API_URL, Settings
-from platemask.notify import ChatworkClient, client_from_env, client_from_settings
+from platemask.config import Settings
+from platemask.notify import ChatworkClient, client_from_settings
 
 __all__ = ["DEFAULT_CONN_ID", "ChatworkHook"]
 
@@ -39,11 +38,11 @@ class ChatworkHook(BaseHook):
     def __init__(self, chatwork_conn_id: str = DEFAULT_CONN_ID, *, settings: Settings | None = None) -> None:
         super().__init__()
         self.chatwork_conn_id = chatwork_conn_id
-        self.settings = settings
+        self.settings = settings or Settings.chatwork_only()
 
     def get_conn(self) -> ChatworkClient | None:
         """The client of the variables, else of the connection; None when Chatwork is not configured."""
-        client = client_from_settings(self.settings) if self.settings else client_from_env()
+        client = client_from_settings(self.settings)
         if client is not None:
             return client
         try:
@@ -56,10 +55,5 @@ class ChatworkHook(BaseHook):
                 "Connection %s needs a password (API token) and extra room_id; Chatwork is off", self.chatwork_conn_id
             )
             return None
-        api_url = conn.host if conn.host and conn.host.startswith("http") else self._api_url()
+        api_url = conn.host if conn.host and conn.host.startswith("http") else self.settings.chatwork_api_url
         return ChatworkClient(api_key=conn.password, room_id=room_id, api_url=api_url)
-
-    def _api_url(self) -> str:
-        if self.settings:
-            return self.settings.chatwork_api_url
-        return (os.environ.get("CHATWORK_API_URL", "").strip() or DEFAULT_CHATWORK_API_URL).rstrip("/")
