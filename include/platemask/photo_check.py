@@ -22,6 +22,7 @@ from platemask.storage import Storage
 
 __all__ = [
     "FILE_ID",
+    "REASONS",
     "car_photos",
     "find_record",
     "group_by_car",

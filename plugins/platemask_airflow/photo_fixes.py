@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from airflow.api_fastapi.common.db.common import SessionDep
 from airflow.api_fastapi.core_api.security import GetUserDep, requires_access_dag
@@ -25,8 +25,6 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from platemask.config import Settings
-from platemask.corrections import Fix, apply_fix
-from platemask.daily import target_day
 from platemask.errors import (
     CorrectionConflictError,
     DayBusyError,
@@ -34,19 +32,13 @@ from platemask.errors import (
     MissingFileError,
     PlateMaskError,
 )
-from platemask.photo_check import (
-    FILE_ID,
-    car_photos,
-    find_record,
-    group_by_car,
-    original_jpeg,
-    photo_view,
-    published_jpeg,
-    to_check,
-)
-from platemask.review import REASONS
 from platemask.tracking import DayTracking
 from platemask_airflow.storage import day_tracking, open_storage
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+    from platemask.corrections import Fix
 
 __all__ = ["DAILY_DAG_ID", "app"]
 
@@ -82,13 +74,22 @@ class FixBody(BaseModel):
     revision: int = 0
 
 
+def _photo_code() -> ModuleType:
+    """``platemask.photo_check``, imported on first use. Airflow loads this plugin in all its
+    processes, task processes and the DAG processor included; none of them needs the photo code
+    (OpenCV, the masking pipeline) that only these pages use."""
+    from platemask import photo_check
+
+    return photo_check
+
+
 def _processed(settings: Settings, day: dt.date) -> dict[str, Any]:
     return day_tracking(settings, day).view().get("processed", {})
 
 
 def _record(settings: Settings, day: dt.date, file_id: str) -> dict[str, Any]:
     try:
-        return dict(find_record(_processed(settings, day), file_id))
+        return dict(_photo_code().find_record(_processed(settings, day), file_id))
     except KeyError:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no photo {file_id} on {day}") from None
 
@@ -111,8 +112,15 @@ def photos_to_check(
     if dag_id and dag_id != DAILY_DAG_ID:
         return _page(request, "other_dag.html", dag_id=dag_id, daily=DAILY_DAG_ID)
     day = day or _run_day(session, settings, run_id)
-    records = to_check(_processed(settings, day))
-    return _page(request, "photos.html", day=day, groups=group_by_car(records), count=len(records), reasons=REASONS)
+    records = _photo_code().to_check(_processed(settings, day))
+    return _page(
+        request,
+        "photos.html",
+        day=day,
+        groups=_photo_code().group_by_car(records),
+        count=len(records),
+        reasons=_photo_code().REASONS,
+    )
 
 
 @app.get("/photos/{day}/car", dependencies=[_can_read])
@@ -125,14 +133,14 @@ def open_car(request: Request, day: dt.date, car_id: Annotated[str, Query(max_le
 @app.get("/photos/{day}/car/{car_id}", name="car", dependencies=[_can_read], response_class=HTMLResponse)
 def car(request: Request, day: dt.date, car_id: str, settings: SettingsDep) -> HTMLResponse:
     """Every photo of one car on the day, flagged or not."""
-    records = car_photos(_processed(settings, day), car_id)
-    return _page(request, "car.html", day=day, car_id=car_id, records=records, reasons=REASONS)
+    records = _photo_code().car_photos(_processed(settings, day), car_id)
+    return _page(request, "car.html", day=day, car_id=car_id, records=records, reasons=_photo_code().REASONS)
 
 
 @app.get("/photos/{day}/{file_id}", dependencies=[_can_read], response_class=HTMLResponse)
 def photo(request: Request, day: dt.date, file_id: str, settings: SettingsDep, user: GetUserDep) -> HTMLResponse:
     """One photo: its masks on the original, the published copy, and the buttons to fix it."""
-    view = photo_view(_record(settings, day, file_id))
+    view = _photo_code().photo_view(_record(settings, day, file_id))
     return _page(request, "photo.html", day=day, photo=view, user=user.get_name())
 
 
@@ -141,7 +149,7 @@ def original(day: dt.date, file_id: str, settings: SettingsDep) -> Response:
     """The upload as it was (its backup), upright."""
     record = _record(settings, day, file_id)
     _store, backups = open_storage(settings)
-    return _image(lambda: original_jpeg(record, settings, backups))
+    return _image(lambda: _photo_code().original_jpeg(record, settings, backups))
 
 
 @app.get("/photos/{day}/{file_id}/published.jpg", dependencies=[_can_read])
@@ -149,15 +157,17 @@ def published(day: dt.date, file_id: str, settings: SettingsDep) -> Response:
     """The ``.detect/`` copy the site exports."""
     record = _record(settings, day, file_id)
     store, _backups = open_storage(settings)
-    return _image(lambda: published_jpeg(record, settings, store))
+    return _image(lambda: _photo_code().published_jpeg(record, settings, store))
 
 
 @app.post("/photos/{day}/{file_id}", dependencies=[_can_edit])
 def save(day: dt.date, file_id: str, body: FixBody, settings: SettingsDep, user: GetUserDep) -> dict[str, Any]:
     """Apply a fix as the logged-in user and answer the updated record."""
-    if not FILE_ID.fullmatch(file_id):
+    if not _photo_code().FILE_ID.fullmatch(file_id):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no photo {file_id} on {day}")
     tracking = day_tracking(settings, day)
+    from platemask.corrections import Fix
+
     fix = Fix(
         add=tuple(body.add),
         remove=tuple(body.remove),
@@ -170,6 +180,8 @@ def save(day: dt.date, file_id: str, body: FixBody, settings: SettingsDep, user:
 
 
 def _saved(tracking: DayTracking, file_id: str, fix: Fix, settings: Settings, store, backups) -> dict[str, Any]:
+    from platemask.corrections import apply_fix
+
     try:
         return apply_fix(tracking, file_id, fix, settings=settings, store=store, backups=backups)
     except (CorrectionConflictError, DayBusyError) as exc:  # someone else's save, or a run of the day
@@ -192,6 +204,8 @@ def _image(read) -> Response:
 def _run_day(session, settings: Settings, run_id: str | None) -> dt.date:
     """The day a run of the daily DAG processes (its ``date`` param, else its logical date); no
     run given: the latest run's day; no run at all: yesterday, the day the schedule does next."""
+    from platemask.daily import target_day
+
     query = select(DagRun).where(DagRun.dag_id == DAILY_DAG_ID)
     query = query.where(DagRun.run_id == run_id) if run_id else query.order_by(DagRun.run_after.desc()).limit(1)
     run = session.scalars(query).first()
