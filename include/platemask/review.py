@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import html
+import functools
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import cv2
+import jinja2
 import numpy as np
 
 from platemask.config import Settings
@@ -142,58 +144,36 @@ def render_review_page(
     day: dt.date, records: Sequence[Mapping[str, Any]], thumbnails: Callable[[Mapping[str, Any]], _Thumbs]
 ) -> str:
     """The page's HTML; ``thumbnails(record)`` gives the (original, masked) data URIs or Nones."""
-    rows: list[str] = []
-    car = None
+    rows = []
     for index, record in enumerate(records):
-        if record["car_id"] != car:
-            car = record["car_id"]
-            rows.append(f'<tr class="car"><th colspan="4">car {html.escape(str(car))}</th></tr>')
         original, masked = thumbnails(record) if index < MAX_THUMBNAILS else (None, None)
-        reasons = "".join(
-            f"<li><code>{html.escape(code)}</code> {html.escape(REASONS.get(code, ''))}</li>"
-            for code in record["review"]
+        new_car = index == 0 or record["car_id"] != records[index - 1]["car_id"]
+        rows.append({"record": record, "new_car": new_car, "original": original, "masked": masked})
+    legend = [(name, tuple(reversed(colour))) for name, colour in [*_COLOURS.items(), ("not masked", _UNMASKED)]]
+    return (
+        _templates()
+        .get_template("review_page.html")
+        .render(
+            day=day,
+            rows=rows,
+            legend=legend,
+            reasons=REASONS,
+            max_thumbnails=MAX_THUMBNAILS,
+            thumb_width=_THUMB_WIDTH,
         )
-        rows.append(
-            "<tr>"
-            f"<td>{record['file_id']}<br><small>{html.escape(str(record['path']))}</small></td>"
-            f"<td><ul>{reasons}</ul></td>"
-            f"<td>{_img(original, 'original, masks outlined')}</td>"
-            f"<td>{_img(masked, 'published (.detect/)')}</td>"
-            "</tr>"
-        )
-    more = (
-        f"<p>Thumbnails for the first {MAX_THUMBNAILS} photos only; the rest are listed by path.</p>"
-        if len(records) > MAX_THUMBNAILS
-        else ""
     )
-    legend = "".join(
-        f'<span style="color:rgb{tuple(reversed(colour))}">■</span> {html.escape(name)} '
-        for name, colour in [*_COLOURS.items(), ("not masked", _UNMASKED)]
-    )
-    body = "\n".join(rows) if rows else '<tr><td colspan="4">Nothing to check.</td></tr>'
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<title>platemask: photos to check, {day.isoformat()}</title>
-<style>
-body {{ font-family: sans-serif; margin: 1.5em; }}
-table {{ border-collapse: collapse; }}
-td, th {{ border: 1px solid #ccc; padding: 6px; vertical-align: top; text-align: left; }}
-tr.car th {{ background: #eee; }}
-img {{ max-width: {_THUMB_WIDTH}px; }}
-</style></head><body>
-<h1>Photos to check: {day.isoformat()}</h1>
-<p>{len(records)} photo(s). Outlines: {legend}</p>
-{more}
-<table>
-<tr><th>photo</th><th>why</th><th>original</th><th>published</th></tr>
-{body}
-</table>
-</body></html>
-"""
 
 
-def _img(uri: str | None, alt: str) -> str:
-    return f'<img src="{uri}" alt="{alt}">' if uri else f"<small>({alt}: not readable)</small>"
+@functools.cache
+def _templates() -> jinja2.Environment:
+    # Autoescape: paths and car ids come from the site's database and uploads.
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+        autoescape=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        undefined=jinja2.StrictUndefined,
+    )
 
 
 def _thumbnails(record: Mapping[str, Any], settings: Settings, store: Storage, backups: Storage) -> _Thumbs:

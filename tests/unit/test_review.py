@@ -17,7 +17,7 @@ from platemask.detect import Detection
 from platemask.errors import InvalidImageError
 from platemask.notify import CarOutcome, DaySummary, Quality, format_summary
 from platemask.pipeline import PhotoOutcome
-from platemask.review import REASONS, review_page_path, review_reasons
+from platemask.review import REASONS, render_review_page, review_page_path, review_reasons
 from platemask.storage import LocalStorage
 from platemask.tracking import DayTracking, apply_outcome, new_record, set_status
 from platemask.uploads import Photo
@@ -187,6 +187,22 @@ def test_review_page_lists_each_photo_to_check_with_its_masks_outlined(reviewed_
     # The published copy is the masked one: the box is filled with the mask colour.
     published = _decode(page.images[1]).astype(int)
     assert np.abs(published[340, 180] - [43, 43, 43]).max() < 25
+
+
+def test_review_page_escapes_what_comes_from_the_site() -> None:
+    """Paths and car ids come from uploads and the site's database: they are shown, never run."""
+    record = {
+        "car_id": "9<b>",
+        "file_id": 1,
+        "path": '/upfile/9/"><script>alert(1)</script>.jpg',
+        "review": ["large_mask"],
+    }
+    page = render_review_page(DAY, [record], lambda _: ("data:image/jpeg;base64,AB+/=", None))
+    parsed = _Page()
+    parsed.feed(page)
+    assert "<script" not in page and "<b>" not in page
+    assert record["path"] in " ".join(parsed.text) and "car 9<b>" in " ".join(parsed.text)
+    assert parsed.images == ["data:image/jpeg;base64,AB+/="]
 
 
 def test_review_command_prints_the_list_and_writes_the_page(reviewed_day, settings, monkeypatch, capsys) -> None:
