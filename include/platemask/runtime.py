@@ -202,27 +202,12 @@ def decode(rows: np.ndarray, nc: int, conf: float, iou: float, max_det: int) -> 
     picked, cls, score = picked[order], cls[order], score[order]
     xy, wh = picked[:, :2], picked[:, 2:4]
     boxes = np.concatenate([xy - wh / 2, xy + wh / 2], axis=1)
-    keep = nms(boxes + cls[:, None] * 7680.0, score, iou)[
-        :max_det
-    ]  # offset per class: classes never suppress each other
+    # OpenCV's greedy NMS, per class (classes never suppress each other), most confident first.
+    keep = np.asarray(
+        cv2.dnn.NMSBoxesBatched(np.concatenate([xy - wh / 2, wh], axis=1), score, cls.astype(np.int32), 0.0, iou),
+        np.int64,
+    ).reshape(-1)[:max_det]
     return np.concatenate([boxes[keep], score[keep, None], cls[keep, None], picked[keep, 4 + nc :]], axis=1)
-
-
-def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
-    """Indices kept by greedy non-maximum suppression (boxes sorted by score, most confident first)."""
-    x1, y1, x2, y2 = boxes.T
-    areas = (x2 - x1) * (y2 - y1)
-    order = np.argsort(-scores, kind="stable")
-    keep: list[int] = []
-    while order.size:
-        i = order[0]
-        keep.append(int(i))
-        rest = order[1:]
-        w = np.clip(np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]), 0, None)
-        h = np.clip(np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]), 0, None)
-        inter = w * h
-        order = rest[inter / (areas[i] + areas[rest] - inter + 1e-9) <= iou]
-    return np.array(keep, np.int64)
 
 
 def _to_photo(box: np.ndarray, gain: float, pad: tuple[int, int], width: int, height: int) -> tuple[float, ...]:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from platemask.detect import platedet_onnx, prepared_model_dir
-from platemask.runtime import SegmentationModel, decode, letterbox, nms
+from platemask.runtime import SegmentationModel, decode, letterbox
 from tests.support.synthetic import make_car_photo
 
 SIZES = [(1280, 960), (640, 480), (2000, 1000), (800, 1200), (4000, 3000)]
@@ -110,9 +110,21 @@ def test_decode_keeps_the_best_of_overlapping_boxes_per_class() -> None:
     assert kept.shape[1] == 6 + 2
 
 
-def test_nms_keeps_disjoint_boxes() -> None:
-    boxes = np.array([[0, 0, 10, 10], [20, 20, 30, 30], [1, 1, 10, 10]], np.float32)
-    assert nms(boxes, np.array([0.5, 0.6, 0.4], np.float32), 0.5).tolist() == [1, 0]
+def test_decode_never_suppresses_across_classes_and_keeps_disjoint_boxes() -> None:
+    # Rows: cx, cy, w, h, score of class 0, score of class 1; the first two overlap but differ in class.
+    anchors = np.array(
+        [
+            [100, 100, 40, 20, 0.9, 0.0],
+            [101, 100, 40, 20, 0.0, 0.8],
+            [300, 300, 40, 20, 0.7, 0.0],
+            [101, 101, 40, 20, 0.6, 0.0],  # overlaps the first, same class: suppressed
+        ],
+        np.float32,
+    ).T
+    kept = decode(anchors, nc=2, conf=0.1, iou=0.5, max_det=10)
+    assert kept[:, 4].tolist() == pytest.approx([0.9, 0.8, 0.7])
+    assert kept[:, 5].tolist() == [0, 1, 0]
+    assert decode(anchors, nc=2, conf=0.1, iou=0.5, max_det=2)[:, 4].tolist() == pytest.approx([0.9, 0.8])
 
 
 @pytest.mark.inference
