@@ -10,7 +10,6 @@ an error is ``{"errors": ["..."]}``, and too many calls get HTTP 429 with ``X-Ra
 from __future__ import annotations
 
 import datetime
-import email.utils
 import functools
 import hashlib
 import logging
@@ -21,7 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import requests
-import tenacity
+import requests.adapters
 import urllib3
 
 from platemask.config import DEFAULT_CHATWORK_API_URL, Settings
@@ -219,17 +218,16 @@ def _more_line(omitted: int) -> str:
 
 
 class ChatworkClient:
-    """Posts messages to one Chatwork room.
+    """Posts messages to one Chatwork room, through a ``requests`` session whose urllib3 ``Retry`` tries again.
 
     :param api_key: Chatwork API token; it never appears in errors, logs or ``repr``.
     :param room_id: the room's id, the digits after ``#!rid`` in the room's address.
     :param api_url: API base URL (``CHATWORK_API_URL``), for proxies and tests.
     :param timeout: seconds to wait for a connection and for the answer.
     :param retries: extra tries after a 429, a 5xx or a connection that could not be made.
-    :param backoff: first wait between tries in seconds, doubled each time.
+    :param backoff: urllib3's ``backoff_factor``: the second try follows at once, the next ones
+        after 2, 4, 8… times this many seconds.
     :param max_delay: longest single wait, also for ``X-RateLimit-Reset``/``Retry-After``.
-    :param session: a ready ``requests.Session``; by default one is built on first use.
-    :param sleep: how to wait between tries (tests pass a recorder).
     """
 
     def __init__(
@@ -242,8 +240,6 @@ class ChatworkClient:
         retries: int = 4,
         backoff: float = 1.0,
         max_delay: float = 30.0,
-        session: requests.Session | None = None,
-        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         api_key = (api_key or "").strip()
         room_id = str(room_id or "").strip()
@@ -272,16 +268,31 @@ class ChatworkClient:
         self.retries = retries
         self.backoff = backoff
         self.max_delay = max_delay
-        self.sleep = sleep
-        self._given_session = session
 
     def __repr__(self) -> str:
         return f"ChatworkClient(room_id={self.room_id!r}, api_url={self.api_url!r}, api_key='***')"
 
     @functools.cached_property
     def session(self) -> requests.Session:
-        """The HTTP session, built on first use so that constructing a client does no I/O."""
-        return self._given_session if self._given_session is not None else requests.Session()
+        """The HTTP session that retries a message, built on first use so that constructing a client does no I/O."""
+        retry = _ChatworkRetry(
+            total=self.retries,
+            connect=self.retries,  # no connection was made, so nothing was posted: safe to send again
+            # An answer that never came (read timeout, connection dropped) is not retried: Chatwork
+            # may have posted the message, and sending it again could post the summary twice.
+            read=False,
+            other=0,  # nor any other failure (TLS, proxy) whose request may have gone out
+            status_forcelist=(429, 500, 502, 503, 504),
+            allowed_methods=("POST",),
+            backoff_factor=self.backoff,
+            backoff_max=self.max_delay,
+            respect_retry_after_header=True,
+            retry_after_max=self.max_delay,  # type: ignore[arg-type]  # urllib3 says int; any number works
+            raise_on_status=False,  # the last answer comes back, with Chatwork's errors in it
+        )
+        session = requests.Session()
+        session.mount(f"{self.api_url}/", requests.adapters.HTTPAdapter(max_retries=retry))
+        return session
 
     @property
     def messages_url(self) -> str:
@@ -294,10 +305,8 @@ class ChatworkClient:
         A cheap authenticated call that posts nothing: it proves the token and that its account
         is in the room (``role`` says whether it may post: ``readonly`` may not).
         """
-        headers = {"X-ChatWorkToken": self._api_key, "Accept": "application/json"}
-        url = f"{self.api_url}/rooms/{self.room_id}"
         try:
-            response = self.session.get(url, headers=headers, timeout=self.timeout)
+            response = requests.get(f"{self.api_url}/rooms/{self.room_id}", headers=self._headers, timeout=self.timeout)
         except requests.RequestException as exc:
             raise ChatworkError(self._redact(f"cannot reach {self.api_url} ({type(exc).__name__})")) from None
         if response.status_code != 200:
@@ -325,99 +334,45 @@ class ChatworkClient:
                 f"more than Chatwork's {_API_MAX_BODY}"
             )
         form = {"body": body, "self_unread": "1" if self_unread else "0"}
-        retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception_type(_PassingError),
-            stop=tenacity.stop_after_attempt(self.retries + 1),
-            wait=self._wait,
-            sleep=self.sleep,
-            before_sleep=self._log_retry,
-            reraise=True,
-        )
         try:
-            return retrying(self._post_once, form)
-        except _PassingError as failure:
-            raise ChatworkError(
-                f"Chatwork did not take the message for room {self.room_id} after {self.retries + 1} attempts: "
-                f"{failure.problem}"
-            ) from None
-
-    def _post_once(self, form: dict[str, str]) -> str:
-        """One POST: the message id, a :class:`_PassingError` worth retrying, or a ChatworkError."""
-        headers = {"X-ChatWorkToken": self._api_key, "Accept": "application/json"}
-        try:
-            response = self.session.post(self.messages_url, data=form, headers=headers, timeout=self.timeout)
+            response = self.session.post(self.messages_url, data=form, headers=self._headers, timeout=self.timeout)
         except requests.RequestException as exc:
-            if _never_sent(exc):
-                raise _PassingError(self._redact(f"cannot reach {self.api_url} ({type(exc).__name__})")) from None
-            if isinstance(exc, (requests.Timeout, requests.ConnectionError)):
-                # The request went out and no answer came: Chatwork may have posted it. Sending
-                # it again could post the summary twice, so this one is reported, not retried.
-                raise ChatworkError(
-                    self._redact(
-                        f"Chatwork room {self.room_id}: no answer from {self.api_url} ({type(exc).__name__}); "
-                        "the message may have been posted, so it is not sent again"
-                    )
-                ) from None
+            raise ChatworkError(self._redact(self._failure(exc))) from None
+        if not response.ok:
+            history = response.raw.retries.history if response.raw.retries else ()
+            tries = f" after {len(history) + 1} attempts" if history else ""
             raise ChatworkError(
-                self._redact(f"Chatwork room {self.room_id}: request failed: {type(exc).__name__}: {exc}")
-            ) from None
-        status = response.status_code
-        if 200 <= status < 300:
-            return self._message_id(response)
-        detail = self._error_text(response)
-        if status != 429 and status < 500:
-            raise ChatworkError(f"Chatwork refused the message for room {self.room_id}: HTTP {status}: {detail}")
-        raise _PassingError(f"HTTP {status}: {detail}", self._server_wait(response) if status == 429 else 0.0)
-
-    def _wait(self, state: tenacity.RetryCallState) -> float:
-        """Exponential backoff, or longer when a 429 says how long; never over ``max_delay``."""
-        failure = state.outcome.exception() if state.outcome else None
-        server_wait = failure.server_wait if isinstance(failure, _PassingError) else 0.0
-        return min(max(self.backoff * 2 ** (state.attempt_number - 1), server_wait), self.max_delay)
-
-    def _log_retry(self, state: tenacity.RetryCallState) -> None:
-        failure = state.outcome.exception() if state.outcome else None
-        log.warning(
-            "Chatwork room %s: %s; trying again in %.1f s (attempt %d of %d)",
-            self.room_id,
-            getattr(failure, "problem", failure),
-            state.upcoming_sleep,
-            state.attempt_number,
-            self.retries + 1,
-        )
-
-    @staticmethod
-    def _server_wait(response: requests.Response) -> float:
-        """Seconds the server asks us to wait, from ``X-RateLimit-Reset`` or ``Retry-After``; 0 if none."""
-        reset = response.headers.get("X-RateLimit-Reset", "").strip()
-        if reset:
-            try:
-                return max(float(reset) - time.time(), 0.0)
-            except ValueError:
-                pass
-        retry_after = response.headers.get("Retry-After", "").strip()
-        if not retry_after:
-            return 0.0
+                f"Chatwork did not take the message for room {self.room_id}{tries}: "
+                f"HTTP {response.status_code}: {self._error_text(response)}"
+            )
         try:
-            return max(float(retry_after), 0.0)
-        except ValueError:
-            pass
-        try:
-            when = email.utils.parsedate_to_datetime(retry_after)
-        except (TypeError, ValueError):
-            return 0.0
-        return max(when.timestamp() - time.time(), 0.0)
-
-    def _message_id(self, response: requests.Response) -> str:
-        try:
-            message_id = response.json()["message_id"]
+            message_id = str(response.json()["message_id"])
         except (ValueError, KeyError, TypeError):
             raise ChatworkError(
                 f"Chatwork room {self.room_id}: HTTP {response.status_code} without a message_id: "
                 f"{self._redact(response.text[:200])!r}"
             ) from None
         log.info("Posted Chatwork message %s to room %s", message_id, self.room_id)
-        return str(message_id)
+        return message_id
+
+    @property
+    def _headers(self) -> dict[str, str]:
+        return {"X-ChatWorkToken": self._api_key, "Accept": "application/json"}
+
+    def _failure(self, exc: requests.RequestException) -> str:
+        """What a request that got no answer means: never sent (after the retries), or perhaps posted."""
+        reason = getattr(exc.args[0], "reason", None) if exc.args else None
+        if isinstance(reason, urllib3.exceptions.ConnectTimeoutError):  # NewConnectionError included
+            return (
+                f"Chatwork did not take the message for room {self.room_id} after {self.retries + 1} attempts: "
+                f"cannot reach {self.api_url} ({type(exc).__name__})"
+            )
+        if isinstance(exc, (requests.Timeout, requests.ConnectionError)):
+            return (
+                f"Chatwork room {self.room_id}: no answer from {self.api_url} ({type(exc).__name__}); "
+                "the message may have been posted, so it is not sent again"
+            )
+        return f"Chatwork room {self.room_id}: request failed: {type(exc).__name__}: {exc}"
 
     def _error_text(self, response: requests.Response) -> str:
         """Chatwork's ``errors`` list as one line, else the start of the body."""
@@ -436,20 +391,28 @@ class ChatworkClient:
         return text.replace(self._api_key, "***")
 
 
-class _PassingError(Exception):
-    """A failure that the same request may not meet again: 429, 5xx, no connection."""
+class _ChatworkRetry(urllib3.util.Retry):
+    """urllib3's ``Retry``, which also waits for Chatwork's ``X-RateLimit-Reset`` and logs each retry."""
 
-    def __init__(self, problem: str, server_wait: float = 0.0) -> None:
-        super().__init__(problem)
-        self.problem, self.server_wait = problem, server_wait
+    def get_retry_after(self, response: urllib3.BaseHTTPResponse) -> float | None:
+        """Seconds until ``X-RateLimit-Reset`` (Unix time, Chatwork's 429), else ``Retry-After``'s."""
+        reset = response.headers.get("X-RateLimit-Reset", "").strip()
+        if reset.isdigit():
+            return min(max(int(reset) - time.time(), 0.0), self.retry_after_max)
+        try:
+            return super().get_retry_after(response)
+        except urllib3.exceptions.InvalidHeader:
+            return None  # a Retry-After we cannot read: back off as usual
 
-
-def _never_sent(exc: requests.RequestException) -> bool:
-    """Whether the request certainly did not reach the server (no connection was made)."""
-    if isinstance(exc, requests.ConnectTimeout):
-        return True
-    reason = getattr(exc.args[0], "reason", None) if exc.args else None
-    return isinstance(exc, requests.ConnectionError) and isinstance(reason, urllib3.exceptions.NewConnectionError)
+    def increment(self, *args: Any, **kwargs: Any) -> _ChatworkRetry:
+        """Count a failed try as urllib3 does (it raises when none is left), and log the next one."""
+        retry = super().increment(*args, **kwargs)
+        last = retry.history[-1]
+        problem = f"HTTP {last.status}" if last.status else type(last.error).__name__
+        log.warning(
+            "Chatwork %s %s: %s; trying again (attempt %d)", last.method, last.url, problem, len(retry.history) + 1
+        )
+        return retry
 
 
 def send_summary(summary: DaySummary, client: ChatworkClient | None) -> str | None:

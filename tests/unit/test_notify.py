@@ -8,6 +8,7 @@ import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -71,13 +72,16 @@ def chatwork() -> Iterator[FakeChatwork]:
 
 
 @pytest.fixture
-def sleeps() -> list[float]:
-    return []
+def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The client's waits between tries: urllib3's ``Retry`` sleeps through its module's ``time``."""
+    waits: list[float] = []
+    monkeypatch.setattr("urllib3.util.retry.time", SimpleNamespace(time=time.time, sleep=waits.append))
+    return waits
 
 
 @pytest.fixture
 def client(chatwork: FakeChatwork, sleeps: list[float]) -> ChatworkClient:
-    return ChatworkClient(api_key=TOKEN, room_id=ROOM, api_url=chatwork.url, timeout=5, retries=3, sleep=sleeps.append)
+    return ChatworkClient(api_key=TOKEN, room_id=ROOM, api_url=chatwork.url, timeout=5, retries=3)
 
 
 def free_port() -> int:
@@ -213,16 +217,21 @@ def test_api_url_trailing_slash_is_ignored(chatwork: FakeChatwork) -> None:
 
 
 @pytest.mark.parametrize(
-    ("status", "headers"),
+    ("status", "headers", "waits"),
     [
-        pytest.param(429, {"X-RateLimit-Reset": "0"}, id="429-reset-passed"),
-        pytest.param(429, {"Retry-After": "1"}, id="429-retry-after"),
-        pytest.param(500, {}, id="500"),
-        pytest.param(503, {}, id="503"),
+        pytest.param(429, {"X-RateLimit-Reset": "0"}, [2.0], id="429-reset-passed"),
+        pytest.param(429, {"Retry-After": "1"}, [1.0, 1.0], id="429-retry-after"),
+        pytest.param(500, {}, [2.0], id="500"),
+        pytest.param(503, {}, [2.0], id="503"),
     ],
 )
 def test_retries_passing_failures_then_succeeds(
-    chatwork: FakeChatwork, client: ChatworkClient, sleeps: list[float], status: int, headers: dict[str, str]
+    chatwork: FakeChatwork,
+    client: ChatworkClient,
+    sleeps: list[float],
+    status: int,
+    headers: dict[str, str],
+    waits: list[float],
 ) -> None:
     chatwork.fail_next(status, times=2, headers=headers)
 
@@ -230,8 +239,8 @@ def test_retries_passing_failures_then_succeeds(
 
     assert [request["status"] for request in chatwork.requests] == [status, status, 200]
     assert [message["body"] for message in chatwork.messages] == ["hello"]
-    assert len(sleeps) == 2
-    assert sleeps[0] < sleeps[1]  # exponential backoff (1 s, 2 s), or Retry-After's 1 s then 2 s
+    # urllib3's backoff (backoff=1): the second try at once, the third after 2 s; or Retry-After's 1 s each time.
+    assert sleeps == waits
 
 
 def test_rate_limit_reset_is_honoured_and_capped(chatwork: FakeChatwork, sleeps: list[float]) -> None:
@@ -242,7 +251,6 @@ def test_rate_limit_reset_is_honoured_and_capped(chatwork: FakeChatwork, sleeps:
         retries=2,
         backoff=0.5,
         max_delay=30,
-        sleep=sleeps.append,
     )
     now = time.time()
     chatwork.fail_next(429, headers={"X-RateLimit-Reset": str(int(now) + 10)})
@@ -266,7 +274,7 @@ def test_gives_up_after_the_retries(chatwork: FakeChatwork, client: ChatworkClie
     assert "HTTP 500: Chatwork is down" in message
     assert TOKEN not in message
     assert len(chatwork.requests) == 4
-    assert sleeps == [1.0, 2.0, 4.0]
+    assert sleeps == [2.0, 4.0]  # the second try at once, then 2 s, 4 s
 
 
 @pytest.mark.parametrize(
@@ -280,7 +288,7 @@ def test_gives_up_after_the_retries(chatwork: FakeChatwork, client: ChatworkClie
 def test_client_errors_are_not_retried(
     chatwork: FakeChatwork, sleeps: list[float], status: int | None, api_key: str, expected: str
 ) -> None:
-    client = ChatworkClient(api_key=api_key, room_id=ROOM, api_url=chatwork.url, sleep=sleeps.append)
+    client = ChatworkClient(api_key=api_key, room_id=ROOM, api_url=chatwork.url)
     if status is not None:
         chatwork.fail_next(status)
 
@@ -313,7 +321,6 @@ def test_connection_refused_raises_after_retries(sleeps: list[float], caplog: py
         room_id=ROOM,
         api_url=f"http://127.0.0.1:{free_port()}/v2",
         retries=2,
-        sleep=sleeps.append,
     )
 
     with caplog.at_level(logging.DEBUG), pytest.raises(ChatworkError) as caught:
@@ -323,7 +330,7 @@ def test_connection_refused_raises_after_retries(sleeps: list[float], caplog: py
     assert "after 3 attempts" in message
     assert "ConnectionError" in message
     assert ROOM in message
-    assert sleeps == [1.0, 2.0]
+    assert sleeps == [2.0]  # the second try at once, then 2 s
     assert TOKEN not in caplog.text
     assert "trying again" in caplog.text
 
@@ -340,7 +347,6 @@ def test_read_timeout_is_not_retried(sleeps: list[float]) -> None:
             api_url=f"http://127.0.0.1:{port}/v2",
             timeout=0.2,
             retries=3,
-            sleep=sleeps.append,
         )
         with pytest.raises(
             ChatworkError, match=r"no answer .*ReadTimeout.*may have been posted, so it is not sent again"
@@ -351,7 +357,7 @@ def test_read_timeout_is_not_retried(sleeps: list[float]) -> None:
 
 def test_a_slow_answer_is_never_posted_twice(chatwork: FakeChatwork, sleeps: list[float]) -> None:
     chatwork.delay_next(1.0)  # Chatwork takes the message, but answers after the client gave up
-    client = ChatworkClient(api_key=TOKEN, room_id=ROOM, api_url=chatwork.url, timeout=0.3, sleep=sleeps.append)
+    client = ChatworkClient(api_key=TOKEN, room_id=ROOM, api_url=chatwork.url, timeout=0.3)
     with pytest.raises(ChatworkError, match="may have been posted"):
         client.post_message("hello")
     time.sleep(1.0)
