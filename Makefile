@@ -3,10 +3,12 @@ PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# The docs site's builder, without Material's banner about MkDocs 2.
+MKDOCS := NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs
 # The built-in plate model as OpenVINO IR, converted from the shipped weights by the code that runs it.
 MODEL  := $(VENV)/share/platemask/plates_openvino_model/metadata.yaml
 
-.PHONY: install demo ui test test-fast lint format bench bench-scale chaos evaluate dataset mine train student quantize clean
+.PHONY: install demo ui test test-fast lint format docs bench bench-scale chaos evaluate dataset mine train student quantize clean
 
 install: $(STAMP) $(MODEL)
 
@@ -42,6 +44,7 @@ ui: install
 test: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(MKDOCS) build --strict --site-dir build/site
 	$(BIN)/python -m pytest
 
 # The suite without real models, Airflow runs, S3 and the browser (under a minute): a check while editing.
@@ -51,6 +54,10 @@ test-fast: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# The docs site (docs/, mkdocs.yml) into build/site; --strict: a broken link or anchor fails the build.
+docs: install
+	$(MKDOCS) build --strict --site-dir build/site
 
 format: install
 	$(BIN)/ruff format .
@@ -76,7 +83,7 @@ evaluate: install
 	$(BIN)/python scripts/evaluate.py --second-look off review mask --sheet build/evaluation/worst.png $(if $(DATA),$(DATA))
 
 # The plate model's training set and fine-tuning (training/). The Roboflow export is read from a
-# git directories cloned beforehand (README: "Training the plate model"); EPOCHS resumes a stopped run;
+# git directories cloned beforehand (docs/training.md); EPOCHS resumes a stopped run;
 # on a GPU, make dataset FULL_FRAMES=1, then make train DEVICE=0 IMGSZ=640 trains on whole photos.
 ROBOFLOW_GIT ?= /work/.mirror/komsait+License-Plate-Detector/repo
 DASHCAM_GIT ?= /work/.mirror/RobertLucian+license-plate-dataset/repo

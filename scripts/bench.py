@@ -8,7 +8,7 @@
      ONNX, one pass, conf 0.25), mask, banner, write; one after the other, nothing else;
    - ``airflow dags test plate_masking_daily`` (one process), with and without the second look;
    - a real Airflow: API server, scheduler (LocalExecutor, parallelism 2) and DAG processor, the
-     ``PLATEMASK_CAR_TASKS=2`` as the README says, the day run by the schedule.
+     ``PLATEMASK_CAR_TASKS=2`` as docs/operations/capacity.md says, the day run by the schedule.
    For each: photos/s, CPU-s per photo (the whole machine's busy time while it ran, so Airflow's
    own processes count), and the ratio to the script; for the scheduler run also each car task's
    wall time and its CPU until the model was ready (its start-up: fork, DAG parse, imports,

@@ -3,8 +3,8 @@
 The shipped weights (``include/platemask/models/plates.pt``) are exported to OpenVINO as
 ``platemask prepare-model`` does, then NNCF measures each layer's activations on calibration photos
 and stores the network with 8-bit weights and activations. On this 2-core CPU (AVX-512 VNNI) a
-640 × 480 photo then takes 75 instead of 119 ms; the plates found are the same or more (README,
-*The plate model*). The head's decoding (box distribution, anchors, sigmoid) stays in floating
+640 × 480 photo then takes 75 instead of 119 ms; the plates found are the same or more
+(docs/model-card.md). The head's decoding (box distribution, anchors, sigmoid) stays in floating
 point: it is cheap, and boxes must keep their pixel accuracy.
 
 Calibration photos are real training photos, never evaluation ones: the Open Images training split

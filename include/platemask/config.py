@@ -1,7 +1,8 @@
 """Settings, read from environment variables (the names of the customer's original script).
 
 Everything configurable lives here, so one table (``VARIABLES``) documents every variable the
-code reads; the README, ``.env.example`` and a test are checked against it.
+code reads: the docs' configuration reference (docs/configuration.md) is generated from it, and
+``.env.example`` and a test are checked against it.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ __all__ = [
     "Settings",
 ]
 
-#: Every environment variable platemask reads, with its meaning. Keep in sync with the README.
+#: Every environment variable platemask reads, with its meaning and "(default …)". The table of
+#: docs/configuration.md is generated from it when the site is built (scripts/config_reference.py).
 VARIABLES: dict[str, str] = {
     "S3_MOUNT": "Root of the /upfile/... photo paths: a mounted folder, or s3://bucket/prefix for direct S3",
     "LOG_DIR": "Folder that holds tracking/processed_YYYYMMDD.json (default: $AIRFLOW_HOME/logs or ./logs)",
@@ -92,9 +94,9 @@ class DetectOptions:
     """How plates are found. Defaults favour hiding too much over missing a plate."""
 
     model: str | None = None
-    conf: float = 0.35  # tuned for the built-in INT8 model (README, *The plate model*)
+    conf: float = 0.35  # tuned for the built-in INT8 model (docs/model-card.md)
     # A mirrored second pass adds almost nothing on real photos the model has not seen, for twice
-    # the model time (README, *The plate model*): off unless asked for.
+    # the model time (docs/benchmarks.md): off unless asked for.
     flip: bool = False
     iou: float = 0.5
     imgsz: int = 640
@@ -348,7 +350,7 @@ def car_tasks(environ: Mapping[str, str] | None = None) -> int:
 #: about 40 s on a worker whose cores are all busy: 15 minutes is 20 times that, room for slow
 #: storage and its retries, and still bounds a hung car to a quarter of an hour.
 DEFAULT_CAR_TIMEOUT_MIN = 15.0
-#: A 150,000-photo day is about 10 core-hours (README, *Capacity*): sized for a night, a run
+#: A 150,000-photo day is about 10 core-hours (docs/operations/capacity.md): sized for a night, a run
 #: still going after 20 hours is stuck, and the next day's run (max_active_runs=1) waits on it.
 DEFAULT_DAY_TIMEOUT_MIN = 1200.0
 #: A restore (``execution_timeout`` of its task): it copies backups back 8 at a time, and a daily

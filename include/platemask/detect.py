@@ -114,7 +114,7 @@ def default_model_path() -> Path:
     """The built-in model: the shipped INT8 model, else the prepared full-precision copy, else platedet's ONNX file.
 
     On the development machine's CPU (AVX-512 VNNI) INT8 runs a photo in about two thirds of the
-    time and hides at least as many plates (README, *The plate model*).
+    time and hides at least as many plates (docs/model-card.md).
     """
     if (SHIPPED_INT8 / "metadata.yaml").is_file():
         return SHIPPED_INT8

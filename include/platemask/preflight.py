@@ -169,7 +169,9 @@ def check_settings(preflight: Preflight) -> Result:
         settings.require_storage()
         ZoneInfo(settings.timezone)
     except ConfigError as exc:
-        return fail(str(exc), "correct that variable in the environment (.env for Docker); README lists them all")
+        return fail(
+            str(exc), "correct that variable in the environment (.env for Docker); docs/configuration.md lists them all"
+        )
     except (ZoneInfoNotFoundError, ValueError):
         return fail(
             f"PLATEMASK_TIMEZONE {settings.timezone!r} is not a time zone", "use an IANA name such as Asia/Tokyo"
@@ -283,7 +285,7 @@ def check_backups_private(preflight: Preflight) -> Result:
     if not isinstance(backups, S3Storage):
         return skip(
             f"backups are in {settings.backup_dir_name}/ folders under {settings.s3_mount}: "
-            f"the web server must deny /{settings.backup_dir_name}/ (README)"
+            f"the web server must deny /{settings.backup_dir_name}/ (docs/operations/storage.md)"
         )
     # Where a real backup would be, so that a policy on the photos' keys applies to it as well.
     probe = photo_paths(f"/upfile/{PROBE}/{preflight.probe_id}.txt", backup_dir=settings.backup_dir_name).backup

@@ -40,7 +40,8 @@ COMPOSE_FILE = ROOT / "docker-compose.yaml"
 DOCKERFILE = ROOT / "Dockerfile"
 ENV_EXAMPLE = ROOT / ".env.example"
 DOCKERIGNORE = ROOT / ".dockerignore"
-OPERATIONS = ROOT / "README.md"
+#: The operations guide: its pages in docs/operations and the configuration reference (docs/).
+OPERATIONS = (*sorted((ROOT / "docs" / "operations").glob("*.md")), ROOT / "docs" / "configuration.md")
 SOURCE_DIRS = ("dags", "plugins", "include")
 
 #: Environment reads in the code that are not operator settings, with the reason.
@@ -774,14 +775,23 @@ def test_env_example_runs_the_demo_as_shipped():
     assert required - {name for name, value in values.items() if value} == set()
 
 
+@cache
+def _operations_guide() -> str:
+    """The operations guide's pages as the docs site shows them (the configuration table filled in)."""
+    from scripts.config_reference import render
+
+    pages = [page.read_text(encoding="utf-8") for page in OPERATIONS]
+    return "\n".join(render(text) if "<!-- VARIABLES -->" in text else text for text in pages)
+
+
 def test_operations_guide_mentions_every_setting():
-    guide = OPERATIONS.read_text(encoding="utf-8")
+    guide = _operations_guide()
     assert {name for name in _env_example() if f"`{name}`" not in guide} == set()
 
 
 def _fenced(language: str) -> list[str]:
     """The bodies of the operations guide's fenced blocks in ``language``."""
-    return re.findall(rf"^```{language}\n(.*?)^```", OPERATIONS.read_text(encoding="utf-8"), re.MULTILINE | re.DOTALL)
+    return re.findall(rf"^```{language}\n(.*?)^```", _operations_guide(), re.MULTILINE | re.DOTALL)
 
 
 def test_operations_guide_keeps_backups_out_of_public_reach():
