@@ -225,8 +225,7 @@ class ChatworkClient:
     :param api_url: API base URL (``CHATWORK_API_URL``), for proxies and tests.
     :param timeout: seconds to wait for a connection and for the answer.
     :param retries: extra tries after a 429, a 5xx or a connection that could not be made.
-    :param backoff: urllib3's ``backoff_factor``: the second try follows at once, the next ones
-        after 2, 4, 8… times this many seconds.
+    :param backoff: first wait between tries in seconds, doubled each time.
     :param max_delay: longest single wait, also for ``X-RateLimit-Reset``/``Retry-After``.
     """
 
@@ -403,6 +402,12 @@ class _ChatworkRetry(urllib3.util.Retry):
             return super().get_retry_after(response)
         except urllib3.exceptions.InvalidHeader:
             return None  # a Retry-After we cannot read: back off as usual
+
+    def get_backoff_time(self) -> float:
+        """``backoff`` before the first retry too, doubling, never over ``max_delay``: urllib3 would
+        send the second try at once, and a Chatwork that just failed is given a moment first."""
+        tries = len(self.history)
+        return min(self.backoff_factor * 2 ** (tries - 1), self.backoff_max) if tries else 0.0
 
     def increment(self, *args: Any, **kwargs: Any) -> _ChatworkRetry:
         """Count a failed try as urllib3 does (it raises when none is left), and log the next one."""

@@ -219,10 +219,10 @@ def test_api_url_trailing_slash_is_ignored(chatwork: FakeChatwork) -> None:
 @pytest.mark.parametrize(
     ("status", "headers", "waits"),
     [
-        pytest.param(429, {"X-RateLimit-Reset": "0"}, [2.0], id="429-reset-passed"),
+        pytest.param(429, {"X-RateLimit-Reset": "0"}, [1.0, 2.0], id="429-reset-passed"),
         pytest.param(429, {"Retry-After": "1"}, [1.0, 1.0], id="429-retry-after"),
-        pytest.param(500, {}, [2.0], id="500"),
-        pytest.param(503, {}, [2.0], id="503"),
+        pytest.param(500, {}, [1.0, 2.0], id="500"),
+        pytest.param(503, {}, [1.0, 2.0], id="503"),
     ],
 )
 def test_retries_passing_failures_then_succeeds(
@@ -239,7 +239,7 @@ def test_retries_passing_failures_then_succeeds(
 
     assert [request["status"] for request in chatwork.requests] == [status, status, 200]
     assert [message["body"] for message in chatwork.messages] == ["hello"]
-    # urllib3's backoff (backoff=1): the second try at once, the third after 2 s; or Retry-After's 1 s each time.
+    # Exponential backoff (1 s, 2 s), or Retry-After's 1 s each time.
     assert sleeps == waits
 
 
@@ -274,7 +274,7 @@ def test_gives_up_after_the_retries(chatwork: FakeChatwork, client: ChatworkClie
     assert "HTTP 500: Chatwork is down" in message
     assert TOKEN not in message
     assert len(chatwork.requests) == 4
-    assert sleeps == [2.0, 4.0]  # the second try at once, then 2 s, 4 s
+    assert sleeps == [1.0, 2.0, 4.0]
 
 
 @pytest.mark.parametrize(
@@ -330,7 +330,7 @@ def test_connection_refused_raises_after_retries(sleeps: list[float], caplog: py
     assert "after 3 attempts" in message
     assert "ConnectionError" in message
     assert ROOM in message
-    assert sleeps == [2.0]  # the second try at once, then 2 s
+    assert sleeps == [1.0, 2.0]
     assert TOKEN not in caplog.text
     assert "trying again" in caplog.text
 
