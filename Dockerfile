@@ -32,7 +32,7 @@
 # of those distributions in a `make install` venv (same pins). With this file's default PyTorch CPU
 # index the build stage gets torch without the CUDA libraries; the runtime target is the same.
 #
-# README.md (Operations guide) explains the choices. tests/deploy/test_deployment.py checks this file.
+# docs/operations/docker.md explains the choices. tests/deploy/test_deployment.py checks this file.
 FROM apache/airflow:3.3.2-python3.11 AS build
 
 # An index pip consults next to PyPI. PyTorch's CPU index makes `torch==2.14.1` in
