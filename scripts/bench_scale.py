@@ -114,9 +114,9 @@ def _measure_today(dsn: str, rows: int) -> dict[str, float]:
         tracking.release(name)  # no car tasks here: the claim goes back at once
         assert today.photos == new, (name, today.photos)
     mark = Path(os.environ["LOG_DIR"]) / "tracking" / f"processed_{DAY:%Y%m%d}.today.json"
-    print(f"   plan_today, first of the day   {figures['today_first_s']:7.1f} s   (whole day read, all done)")
-    print(f"   plan_today, 0 new photos       {figures['today_0_new_s']:7.1f} s")
-    print(f"   plan_today, 100 new photos     {figures['today_100_new_s']:7.1f} s   (10 cars)")
+    print(f"   plan_today, first of the day   {figures['today_first_s']:7.2f} s   (whole day read, all done)")
+    print(f"   plan_today, 0 new photos       {figures['today_0_new_s']:7.2f} s")
+    print(f"   plan_today, 100 new photos     {figures['today_100_new_s']:7.2f} s   (10 cars)")
     print(f"   same-day watermark file        {mark.stat().st_size / 1e3:7.1f} kB")
     return figures
 
