@@ -7,7 +7,10 @@ functions the tasks call (``platemask_airflow.daily.plan`` and ``finish``):
 1. ``plan_uploads`` on a first run: query, tracking file, one part per car, the mapped items;
 2. every car's photos marked ``verified`` in its part, as the car tasks would (not timed as theirs);
 3. ``finish_day``: merge the parts, mark cars done, build the summary (Chatwork off);
-4. ``plan_uploads`` again (an incremental rerun: everything is skipped).
+4. ``plan_uploads`` again (an incremental rerun: everything is skipped);
+5. ``plan_today`` of the same-day DAG (``platemask_airflow.today.plan``) on the finished day:
+   its first run (no watermark yet: the whole day is read), then a run that finds 0 new photos,
+   then one that finds 100 (10 cars uploaded after the day's last photo).
 
 Prints each time, the tracking file's size and the XCom sizes (the mapped items and counts).
 
@@ -31,6 +34,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "include"), str(REPO / "plugins"), str(REPO)]
 UPLOADS_SQL = REPO / "include" / "sql" / "day_uploads.sql"
+TODAY_SQL = REPO / "include" / "sql" / "today_uploads.sql"
 DAY = dt.date(2026, 2, 3)
 
 
@@ -55,7 +59,9 @@ def run(work: Path, cars: int, photos: int) -> dict[str, float]:
     try:
         _seed(server.get_uri(), cars, photos)
         _environment(work, server.get_uri().split("host=", 1)[1])
-        return _measure(work, cars * photos)
+        figures = _measure(work, cars * photos)
+        figures |= _measure_today(server.get_uri(), cars * photos)
+        return figures
     finally:
         server.cleanup()
 
@@ -91,11 +97,50 @@ def _measure(work: Path, rows: int) -> dict[str, float]:
     return figures
 
 
+def _measure_today(dsn: str, rows: int) -> dict[str, float]:
+    """The same-day DAG's planning on the finished day: first run, 0 new photos, 100 new photos."""
+    from platemask.config import Settings
+    from platemask.tracking import DayTracking
+    from platemask_airflow.today import plan
+
+    tracking = DayTracking.for_settings(Settings.from_env(), DAY)
+    tracking.release("bench-scale-rerun")  # the rerun above planned without finishing
+    figures: dict[str, float] = {}
+    for name, new in (("today_first_s", 0), ("today_0_new_s", 0), ("today_100_new_s", 100)):
+        _add_uploads(dsn, new, rows)
+        started = time.perf_counter()
+        today = plan(TODAY_SQL, DAY.isoformat(), run_id=name)
+        figures[name] = time.perf_counter() - started
+        tracking.release(name)  # no car tasks here: the claim goes back at once
+        assert today.photos == new, (name, today.photos)
+    mark = Path(os.environ["LOG_DIR"]) / "tracking" / f"processed_{DAY:%Y%m%d}.today.json"
+    print(f"   plan_today, first of the day   {figures['today_first_s']:7.2f} s   (whole day read, all done)")
+    print(f"   plan_today, 0 new photos       {figures['today_0_new_s']:7.2f} s")
+    print(f"   plan_today, 100 new photos     {figures['today_100_new_s']:7.2f} s   (10 cars)")
+    print(f"   same-day watermark file        {mark.stat().st_size / 1e3:7.1f} kB")
+    return figures
+
+
+def _add_uploads(dsn: str, photos: int, rows: int) -> None:
+    """``photos`` new rows of the day, 10 per car, uploaded a minute after the day's last one."""
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for n in range(photos):
+            car = 90_000_000 + rows + n // 10
+            conn.execute(
+                "INSERT INTO upload_files (car_cd, branch_no, file_path, created_at, updated_at)"
+                " SELECT %s, %s, %s, max(created_at) + interval '1 minute', max(updated_at) + interval '1 minute'"
+                " FROM upload_files",
+                (car, n % 10 + 1, f"/upfile/{str(car)[:4]}/{str(car)[4:]}/{car}{n % 10 + 1:03d}.jpg"),
+            )
+
+
 def _verify_every_car(day: dt.date, car_ids: list[str]) -> None:
     """What the car tasks leave behind: each part with its photos verified."""
     from platemask.config import Settings
     from platemask.pipeline import PhotoOutcome
-    from platemask.tracking import DayTracking, apply_outcome, stamp
+    from platemask.tracking import DayTracking, apply_outcome, set_status, stamp
     from platemask.uploads import Photo
 
     tracking = DayTracking.for_settings(Settings.from_env(), day)
@@ -114,6 +159,7 @@ def _verify_every_car(day: dt.date, car_ids: list[str]) -> None:
                 sha256={"backup": digest, "detect": digest},
                 millis=300,
             )
+            set_status(record, "processing", at)  # rule 5: a photo is started before it is verified
             apply_outcome(record, outcome, at)
         tracking.write_part(car_id, part)
 
@@ -128,11 +174,13 @@ def _seed(dsn: str, cars: int, photos: int) -> None:
     from platemask.paths import car_folder
 
     table = (REPO / "include" / "sql" / "upload_files.sql").read_text(encoding="utf-8")
-    created = dt.datetime.combine(DAY, dt.time(9))
+    start = dt.datetime.combine(DAY, dt.time(6))
     buffer = io.StringIO()
     for c in range(cars):
         car = 10_000_000 + c
         folder = car_folder(str(car))
+        # Uploads spread from 06:00 to 18:00, a car at a time, as staff work through the day.
+        created = start + dt.timedelta(hours=12) * c / cars
         for n in range(1, photos + 1):
             buffer.write(f"{car}\t{n}\t{folder}{car}{n:03d}.jpg\t{created}\t{created}\n")
     with psycopg.connect(dsn, autocommit=True) as conn:

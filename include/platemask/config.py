@@ -62,6 +62,7 @@ VARIABLES: dict[str, str] = {
     "PLATEMASK_CAR_TASKS": "Car tasks that may run at once, all workers together (default 4)",
     "PLATEMASK_CAR_TIMEOUT": "Minutes a car task may run per car before it is killed and retried (default 15)",
     "PLATEMASK_DAY_TIMEOUT": "Minutes a daily run may take before it is failed and the next day starts (default 1200)",
+    "PLATEMASK_TODAY_EVERY": "Minutes between same-day runs masking today's new uploads (default 15; 0: off)",
     "PLATEMASK_MODEL_CACHE": "Folder where compiled models are kept for later task processes (default: temp)",
     "PLATEMASK_INFERENCE_THREADS": "Threads per model inference, unpinned (default 1; 0: OpenVINO decides)",
     "PLATEMASK_PRELOAD": "Airflow workers import the photo libraries once for all car tasks they fork (default true)",
@@ -372,6 +373,18 @@ def day_timeout(environ: Mapping[str, str] | None = None) -> dt.timedelta:
     """``dagrun_timeout`` of the daily run: ``PLATEMASK_DAY_TIMEOUT`` minutes."""
     env = _Env(os.environ if environ is None else environ)
     return dt.timedelta(minutes=env.number("PLATEMASK_DAY_TIMEOUT", DEFAULT_DAY_TIMEOUT_MIN, minimum=1))
+
+
+#: Same-day runs (``plate_masking_today``): often enough that a photo is masked minutes after its
+#: upload, as the site's old cron script did, rarely enough that a run finds a few cars' work.
+DEFAULT_TODAY_EVERY_MIN = 15
+
+
+def today_every(environ: Mapping[str, str] | None = None) -> dt.timedelta | None:
+    """``PLATEMASK_TODAY_EVERY``: the same-day DAG's interval, or None (0: it never runs by itself)."""
+    env = _Env(os.environ if environ is None else environ)
+    minutes = env.number("PLATEMASK_TODAY_EVERY", DEFAULT_TODAY_EVERY_MIN, minimum=0)
+    return dt.timedelta(minutes=minutes) if minutes else None
 
 
 def _chatwork_fields(env: _Env) -> dict[str, str | None]:

@@ -44,9 +44,23 @@ from platemask.tracking import (
 )
 from platemask.uploads import Photo, photo_from_row
 
-__all__ = ["CarResult", "DayPlan", "finish_day", "plan_day", "process_cars", "publish_review", "target_day"]
+__all__ = [
+    "SAME_DAY",
+    "CarResult",
+    "DayPlan",
+    "finish_day",
+    "plan_day",
+    "process_cars",
+    "publish_review",
+    "take_same_day",
+    "target_day",
+]
 
 log = logging.getLogger(__name__)
+
+#: Day file key: the file ids processed by same-day runs (platemask.today) that no daily summary
+#: has counted yet (``unreported``), and those the last daily run counted (``reported``).
+SAME_DAY = "same_day"
 
 
 def target_day(requested: str | None, logical_date: dt.datetime | None, timezone: str) -> dt.date:
@@ -104,12 +118,14 @@ def plan_day(
     skipped = refused = 0
     with tracking.update() as doc:  # merges the previous run's parts into the day file
         processed = doc["processed"]
+        # Done by a same-day run and not reported yet: the daily summary counts them as processed.
+        unreported = set(doc.get(SAME_DAY, {}).get("unreported", ()))
         for row in rows:
             photo, updated_at = photo_from_row(row), _iso(row.get("updated_at"))
             key = str(photo.file_id)
             record = processed.get(key)
             if record is not None and not force and record["status"] in FINISHED and not _changed(record, updated_at):
-                skipped += 1
+                skipped += key not in unreported
                 continue
             record = requeue(record, photo, at)
             record["source_updated_at"] = updated_at
@@ -234,19 +250,40 @@ def _site_date(iso: str | None, timezone: str) -> dt.date | None:
     return (moment.astimezone(ZoneInfo(timezone)) if moment.tzinfo else moment).date()
 
 
-def finish_day(tracking: DayTracking, *, skipped: int, refused: int = 0) -> DaySummary:
-    """Merge the parts, mark complete cars ``done`` (rule 5) and return this run's summary (rule 6)."""
+def finish_day(tracking: DayTracking, *, skipped: int, refused: int = 0, run_id: str | None = None) -> DaySummary:
+    """Merge the parts, mark complete cars ``done`` (rule 5) and return this run's summary (rule 6).
+
+    The summary also counts the photos that same-day runs processed since the last daily run
+    (:data:`SAME_DAY`): the daily run's one message tells the whole day.
+    """
     at = stamp(site_now(tracking.timezone))
     with tracking.update() as doc:
         processed = doc["processed"]
         run_keys = [key for part in tracking.parts() for key in part.get("records", {})]
         run_records = [processed[key] for key in run_keys]
         mark_incomplete(run_records, at)
+        mine = set(run_keys)
+        run_records += [r for r in take_same_day(doc, run_id) if str(r["file_id"]) not in mine]
         # Every car of the day, not only this run's: a run that died after its car tasks and
         # before this step left verified cars that no later run would process again.
         mark_cars_done(processed.values(), _cars_with_verified(processed.values()), at)
         doc["quality"] = asdict(quality_of(processed.values()))  # the whole day's figures
     return summarise_run(tracking.day, run_records, skipped=skipped, refused=refused, quality=quality_of(run_records))
+
+
+def take_same_day(doc: dict[str, Any], run_id: str | None) -> list[Record]:
+    """The records of same-day runs that the daily run ``run_id`` reports, now marked as reported.
+
+    A retried finishing task of the same run gets the same records again, so its summary is the
+    same text (sent once, platemask.notify.post_once).
+    """
+    state = doc.get(SAME_DAY)
+    if not state:
+        return []
+    again = state.get("reported", []) if state.get("reported_by") == run_id else []
+    keys = list(dict.fromkeys([*again, *state.get("unreported", [])]))
+    doc[SAME_DAY] = {"unreported": [], "reported_by": run_id, "reported": keys}
+    return [doc["processed"][key] for key in keys if key in doc["processed"]]
 
 
 def quality_of(records: Iterable[Record]) -> Quality:

@@ -124,6 +124,10 @@ FINISHED = ("verified", "done")
 RESTORE_STATUSES = ("done", "error", "verified", "all")
 #: A lock break takes milliseconds: a break token older than this belongs to a dead waiter.
 _BREAK_TOKEN_STALE_S = 60.0
+#: Kinds of claimant whose DAG runs one run at a time: a claim of the same kind is a run that is over.
+_RUN_KINDS = ("daily", "today")
+#: How often a claimant that waits looks at the day's claim again.
+_CLAIM_POLL_S = 5.0
 
 
 def site_now(timezone: str) -> dt.datetime:
@@ -272,6 +276,9 @@ class DayTracking:
         self.parts_dir = f"/tracking/processed_{day:%Y%m%d}.parts"
         self._lock_path = self.path + ".lock"
         self._claim_path = self.path + ".claim"
+        # The same-day runs' watermark (platemask.today): a small file of its own, so that a run
+        # that finds nothing new reads neither the day file nor writes it.
+        self.today_path = f"/tracking/processed_{day:%Y%m%d}.today.json"
 
     def __repr__(self) -> str:
         return f"DayTracking({self.store.describe(self.path)!r})"
@@ -345,6 +352,7 @@ class DayTracking:
         with self._locked():
             for name in self._part_names():
                 self._delete(f"{self.parts_dir}/{name}")
+            self._delete(self.today_path)
             self._delete(self.path)
             self._delete(self.gz_path)
 
@@ -419,23 +427,48 @@ class DayTracking:
         except StorageError as exc:
             raise TrackingError(f"cannot write {self.store.describe(path)}: {exc}") from exc
 
-    def claim(self, kind: str, run_id: str, *, stale_after: float) -> None:
-        """Claim the day for a daily run or a restore, which must not interleave: a restore would
-        put back originals under a car task that is writing its outputs, and the other way round.
+    def read_today_mark(self) -> dict[str, Any]:
+        """The same-day runs' watermark (platemask.today), or an empty dict before the first one."""
+        try:
+            return json.loads(self.store.read(self.today_path))
+        except MissingFileError:
+            return {}
+        except (StorageError, json.JSONDecodeError) as exc:
+            raise TrackingError(f"cannot read {self.store.describe(self.today_path)}: {exc}") from exc
 
-        The claim is a file of its own (``.claim``), held from a daily run's planning to its
-        finishing, or for a whole restore. A retry of the same run takes it again; a daily run
-        takes over an earlier daily run's claim (``max_active_runs=1``: that run is over), and
-        anything takes over a claim older than ``stale_after`` seconds (its run timed out). Any
-        other holder is a :class:`DayBusyError` that names it; it passes, so it is retried.
+    def write_today_mark(self, mark: dict[str, Any]) -> None:
+        """Replace the same-day runs' watermark atomically."""
+        self._write(self.today_path, mark)
+
+    def claim(self, kind: str, run_id: str, *, stale_after: float, wait: float = 0.0) -> None:
+        """Claim the day for a daily run, a same-day run or a restore, which must not interleave: a
+        restore would put back originals under a car task that is writing its outputs, and two runs
+        would process the same car at once.
+
+        The claim is a file of its own (``.claim``), held from a run's planning to its finishing,
+        or for a whole restore. A retry of the same run takes it again; a run takes over an earlier
+        run's claim of its own kind (``max_active_runs=1``: that run is over), and anything takes
+        over a claim older than ``stale_after`` seconds (its run timed out). Any other holder is a
+        :class:`DayBusyError` that names it, raised once ``wait`` seconds have passed: it passes,
+        so it is retried (or, for a same-day run, skipped).
         """
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                return self._claim_once(kind, run_id, stale_after=stale_after)
+            except DayBusyError:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(min(_CLAIM_POLL_S, max(0.0, deadline - time.monotonic())))
+
+    def _claim_once(self, kind: str, run_id: str, *, stale_after: float) -> None:
         mine = json.dumps({"kind": kind, "run_id": run_id, "host": socket.gethostname()})
         while not self.store.create(self._claim_path, mine.encode()):
             held = self.claim_holder()
             if held.get("run_id") == run_id:
                 return
             age = self.store.age(self._claim_path) or 0.0
-            if not (kind == held.get("kind") == "daily" or age > stale_after):
+            if not (kind == held.get("kind") in _RUN_KINDS or age > stale_after):
                 raise DayBusyError(
                     f"{self.day}: a {held.get('kind', '?')} of this day is running ({held.get('run_id', '?')}, "
                     f"for {age / 60:.0f} min); this {kind} waits until it ends"

@@ -25,6 +25,10 @@ __all__ = ["DayResult", "finish", "plan"]
 
 log = logging.getLogger(__name__)
 
+#: How long planning waits for the day's claim (a same-day run or a restore ends) before it fails
+#: and is retried: well within the planning task's 30-minute timeout.
+CLAIM_WAIT = dt.timedelta(minutes=20)
+
 
 class DayResult(TypedDict):
     """What ``finish_day`` returns, one XCom per key: the run's summary as JSON-able values."""
@@ -44,13 +48,15 @@ class DayResult(TypedDict):
 def plan(sql_file: Path, date: str | None, logical_date: dt.datetime | None, *, force: bool, run_id: str) -> DayPlan:
     """Claim the day, fetch its rows and plan the work (written to the day's tracking parts).
 
-    The claim (no restore of the day meanwhile) lasts until :func:`finish` of the same run.
+    The claim (no restore or same-day run of the day meanwhile) lasts until :func:`finish` of
+    the same run. A same-day run still at work on the day (the 23:45 run, at midnight) is waited
+    for, up to :data:`CLAIM_WAIT`, rather than failed and retried.
     """
     settings = Settings.from_env()
     settings.require_storage()
     _warn_on_timezone_mismatch(settings.timezone)
     tracking = day_tracking(settings, target_day(date, logical_date, settings.timezone))
-    tracking.claim("daily", run_id, stale_after=RESTORE_TIMEOUT.total_seconds())
+    tracking.claim("daily", run_id, stale_after=RESTORE_TIMEOUT.total_seconds(), wait=CLAIM_WAIT.total_seconds())
     try:
         rows = fetch_day_uploads(
             sql_file,
@@ -87,7 +93,7 @@ def finish(counts: dict[str, Any] | None, *, run_id: str) -> DayResult:
 
 
 def _finish(tracking: DayTracking, counts: dict[str, Any], settings: Settings, run_id: str) -> DayResult:
-    summary = finish_day(tracking, skipped=counts["skipped"], refused=counts["refused"])
+    summary = finish_day(tracking, skipped=counts["skipped"], refused=counts["refused"], run_id=run_id)
     summary = replace(summary, photos_to_check_url=photos_to_check_url(summary.day))
     log.info("Summary:\n%s", format_summary(summary))
     chatwork = deliver_summary(summary, tracking, ChatworkHook(settings=settings).get_conn, run_id=run_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import subprocess
@@ -23,10 +24,10 @@ def dagbag() -> DagBag:
 
 def test_no_import_errors(dagbag: DagBag) -> None:
     assert dagbag.import_errors == {}
-    assert set(dagbag.dag_ids) == {"plate_masking_daily", "plate_masking_restore"}
+    assert set(dagbag.dag_ids) == {"plate_masking_daily", "plate_masking_restore", "plate_masking_today"}
 
 
-@pytest.mark.parametrize("dag_id", ["plate_masking_daily", "plate_masking_restore"])
+@pytest.mark.parametrize("dag_id", ["plate_masking_daily", "plate_masking_restore", "plate_masking_today"])
 def test_policy(dagbag: DagBag, dag_id: str) -> None:
     dag = dagbag.dags.get(dag_id)
     assert dag.tags and dag.doc_md, "every DAG has tags and its module docstring as doc_md"
@@ -62,6 +63,37 @@ def test_daily_shape(dagbag: DagBag) -> None:
         PlateMaskOperator.partial(task_id="probe", day="2026-02-03").expand(car_ids=car_ids.operator.output["batches"])
     # finish_day's outputs are declared (DayResult, one XCom per key), not inferred from `-> dict`.
     assert dag.task_dict["finish_day"].multiple_outputs and not dag.task_dict["plan_uploads"].multiple_outputs
+
+
+def test_today_shape(dagbag: DagBag) -> None:
+    dag = dagbag.dags.get("plate_masking_today")
+    daily = dagbag.dags.get("plate_masking_daily")
+    assert {t.task_id for t in dag.tasks} == {"plan_today", "mask_car", "finish_today"}
+    assert set(dag.tags) == {"platemask", "same-day"} and "PLATEMASK_TODAY_EVERY" in dag.doc_md
+    assert dag.max_active_runs == 1 and not dag.catchup
+    assert type(dag.timetable).__name__ == "DeltaTriggerTimetable"
+    assert dag.timetable.delta == dt.timedelta(minutes=15)  # PLATEMASK_TODAY_EVERY's default
+    assert dag.task_dict["finish_today"].trigger_rule == "all_done"
+    assert set(dag.params) == {"date"}
+    # The daily DAG's car task, mapped the same way and labelled by car id.
+    masks, daily_masks = dag.task_dict["mask_car"], daily.task_dict["mask_car"]
+    assert type(masks) is type(daily_masks) and masks.map_index_template == daily_masks.map_index_template
+    assert masks.max_active_tis_per_dag == daily_masks.max_active_tis_per_dag
+    car_ids = masks.expand_input.value["car_ids"]
+    assert (car_ids.operator.task_id, car_ids.key) == ("plan_today", "return_value")
+    assert (masks.partial_kwargs["day"].operator.task_id, masks.partial_kwargs["day"].key) == ("plan_today", "day")
+
+
+@pytest.mark.parametrize(
+    ("every", "expected"),
+    [pytest.param("0", "NullTimetable", id="off"), pytest.param("5", "DeltaTriggerTimetable 0:05:00", id="five")],
+)
+def test_today_schedule_comes_from_the_environment(every: str, expected: str) -> None:
+    probe = f"from airflow.dag_processing.dagbag import DagBag; b = DagBag(dag_folder={str(DAGS)!r}); "
+    probe += "t = b.dags['plate_masking_today'].timetable; print(type(t).__name__, getattr(t, 'delta', ''))"
+    env = {**os.environ, "PLATEMASK_TODAY_EVERY": every}
+    result = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    assert result.stdout.strip().splitlines()[-1].strip() == expected
 
 
 def test_car_task_bound_comes_from_the_environment() -> None:

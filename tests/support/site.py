@@ -80,11 +80,12 @@ class Site:
         deleted: bool = False,
         path: str | None = None,
         plate_box: tuple[int, int, int, int] | None = None,
+        at: dt.time | None = None,
     ) -> Upload:
-        """Insert a row for ``day`` (10:00 site time) and write its photo under the root."""
+        """Insert a row for ``day`` (at ``at``, else 10:00 site time) and write its photo under the root."""
         car_id = inspresultdata_cd or str(car_cd)
         path = path or f"{car_folder(car_id)}{name}"
-        created = dt.datetime.combine(day, dt.time(10, len(self.uploads) % 60))
+        created = dt.datetime.combine(day, at or dt.time(10, len(self.uploads) % 60))
         [(file_id,)] = self.execute(
             "INSERT INTO upload_files (car_cd, inspresultdata_cd, branch_no, file_path, created_at, updated_at,"
             " deleted_at) VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id",
@@ -98,11 +99,13 @@ class Site:
         self.uploads.append(upload)
         return upload
 
-    def touch(self, upload: Upload, data: bytes) -> None:
-        """Staff replace a photo: new bytes on storage and a newer ``updated_at``."""
+    def touch(self, upload: Upload, data: bytes, *, at: dt.datetime | None = None) -> None:
+        """Staff replace a photo: new bytes on storage and a newer ``updated_at`` (``at``, else an hour later)."""
         (self.root / upload.path.lstrip("/")).write_bytes(data)
         self.execute(
-            "UPDATE upload_files SET updated_at = updated_at + interval '1 hour' WHERE id = %s", (upload.file_id,)
+            "UPDATE upload_files SET updated_at = COALESCE(%s::timestamp, updated_at + interval '1 hour')"
+            " WHERE id = %s",
+            (at, upload.file_id),
         )
         upload.original = data
 
