@@ -59,7 +59,7 @@ VARIABLES: dict[str, str] = {
     "PLATEMASK_MAX_PIXELS": "Largest photo accepted, in pixels (default 40000000)",
     "PLATEMASK_MAX_BYTES": "Largest photo file accepted, in bytes (default 52428800)",
     "PLATEMASK_CARS_PER_TASK": "Cars handled by one mapped task (default 1: one task per car)",
-    "PLATEMASK_CAR_TASKS": "Car tasks that may run at once, all workers together (default 4)",
+    "PLATEMASK_CAR_TASKS": "Car tasks of one DAG that may run at once, all workers together (default 4)",
     "PLATEMASK_CAR_TIMEOUT": "Minutes a car task may run per car before it is killed and retried (default 15)",
     "PLATEMASK_DAY_TIMEOUT": "Minutes a daily run may take before it is failed and the next day starts (default 1200)",
     "PLATEMASK_TODAY_EVERY": "Minutes between same-day runs masking today's new uploads (default 15; 0: off)",

@@ -18,7 +18,7 @@ from tests.support.synthetic import make_car_photo, photo_jpeg
 
 pytestmark = pytest.mark.browser
 
-DAILY, RESTORE = "plate_masking_daily", "plate_masking_restore"
+DAILY, RESTORE, TODAY = "plate_masking_daily", "plate_masking_restore", "plate_masking_today"
 CARS = {"10418430", "10418457", "10418461", "10418475", "20260001"}  # the demo day's cars with work
 RED_CAR, RED_PHOTO = "10418475", "/upfile/1041/8475/10418475003.jpg"
 
@@ -66,7 +66,7 @@ def test_everything_listens_on_loopback_only(ui) -> None:
     assert {(address, port) for address, port in ui.opened_sockets if address not in loopback} == set()
 
 
-def test_login_shows_both_dags_and_the_daily_docs(browser: Browser) -> None:
+def test_login_shows_the_dags_and_the_daily_docs(browser: Browser) -> None:
     browser.open("/")
     browser.find("input").send_keys("admin")
     browser.driver.find_elements("tag name", "input")[1].send_keys("platemask")
@@ -74,8 +74,8 @@ def test_login_shows_both_dags_and_the_daily_docs(browser: Browser) -> None:
     browser.wait(lambda: "/auth/login" not in browser.driver.current_url, 30, "the login to go through")
     browser.wait_for_text("Dags")
     browser.open("/dags")
-    page = browser.wait_for_text(DAILY, RESTORE, "2 Dags")
-    assert page.count("platemask") >= 2  # each DAG shows its tag
+    page = browser.wait_for_text(DAILY, RESTORE, TODAY, "3 Dags")
+    assert page.count("platemask") >= 3 and "same-day" in page  # each DAG shows its tags
     browser.shot("01-dags")
     browser.open(f"/dags/{DAILY}")
     browser.find('button[aria-label="Dag Docs"]').click()
