@@ -100,9 +100,7 @@ def _finish(tracking: DayTracking, counts: dict[str, Any], settings: Settings, r
     store, backups = open_storage(settings)
     review_page = publish_review(tracking, settings=settings, store=store, backups=backups)
     apply_retention_safely(tracking.store, settings)  # old days' tracking files; never fails the day
-    if summary.failed:
-        failing = ", ".join(car.car_id for car in summary.cars if not car.ok) or "rows refused at planning"
-        raise FailedPhotos(f"{summary.failed} photo(s) failed; cars: {failing}")
+    FailedPhotos.raise_for(summary)
     return DayResult(
         day=summary.day.isoformat(),
         succeeded=summary.succeeded,

@@ -80,7 +80,5 @@ def finish(counts: dict[str, Any] | None, *, run_id: str) -> TodayResult:
     finally:
         tracking.release(run_id)
     log.info("%s: %d photos verified, %d failed", tracking.day, summary.succeeded, summary.failed)
-    if summary.failed:
-        failing = ", ".join(car.car_id for car in summary.cars if not car.ok) or "rows refused at planning"
-        raise FailedPhotos(f"{summary.failed} photo(s) failed; cars: {failing}")
+    FailedPhotos.raise_for(summary)
     return TodayResult(day=tracking.day.isoformat(), succeeded=summary.succeeded, failed=summary.failed)
