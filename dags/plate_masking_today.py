@@ -45,7 +45,9 @@ if TYPE_CHECKING:  # the task modules load at run time only: parsing stays free 
     from platemask_airflow.today import TodayResult
 
 SITE_TIMEZONE = site_timezone()  # PLATEMASK_TIMEZONE: whose calendar day is today
-UPLOADS_SQL = Path(__file__).parents[1] / "include" / "sql" / "today_uploads.sql"
+UPLOADS_SQL = (
+    Path(__file__).parents[1] / "include" / "sql" / "day_uploads.sql"
+)  # with updated_since: recent changes only
 EVERY = today_every()  # PLATEMASK_TODAY_EVERY minutes; None (0): never by itself
 CAR_TIMEOUT = car_timeout()
 TASK_TIMEOUT = dt.timedelta(minutes=30)

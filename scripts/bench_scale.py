@@ -34,7 +34,6 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "include"), str(REPO / "plugins"), str(REPO)]
 UPLOADS_SQL = REPO / "include" / "sql" / "day_uploads.sql"
-TODAY_SQL = REPO / "include" / "sql" / "today_uploads.sql"
 DAY = dt.date(2026, 2, 3)
 
 
@@ -109,7 +108,7 @@ def _measure_today(dsn: str, rows: int) -> dict[str, float]:
     for name, new in (("today_first_s", 0), ("today_0_new_s", 0), ("today_100_new_s", 100)):
         _add_uploads(dsn, new, rows)
         started = time.perf_counter()
-        today = plan(TODAY_SQL, DAY.isoformat(), run_id=name)
+        today = plan(UPLOADS_SQL, DAY.isoformat(), run_id=name)
         figures[name] = time.perf_counter() - started
         tracking.release(name)  # no car tasks here: the claim goes back at once
         assert today.photos == new, (name, today.photos)

@@ -88,18 +88,32 @@ def day_bounds(day: dt.date) -> tuple[dt.datetime, dt.datetime]:
     return start, start + dt.timedelta(days=1)
 
 
-def query_parameters(sql: str, day: dt.date, *, last_processed_time: str | None = None) -> dict[str, Any]:
-    """The named parameters the site's query gets: ``day_start``, ``day_end``, ``last_processed_time``.
+def query_parameters(
+    sql: str, day: dt.date, *, last_processed_time: str | None = None, updated_since: str | None = None
+) -> dict[str, Any]:
+    """The named parameters the site's query gets: ``day_start``, ``day_end``, ``last_processed_time``
+    and ``updated_since`` (None but for a same-day run, which asks only for recent changes).
 
     Only those the query uses are passed: PostgreSQL refuses untyped parameters it does not use.
     """
     start, end = day_bounds(day)
-    offered = {"day_start": start, "day_end": end, "last_processed_time": last_processed_time}
+    offered = {
+        "day_start": start,
+        "day_end": end,
+        "last_processed_time": last_processed_time,
+        "updated_since": updated_since,
+    }
     return {name: value for name, value in offered.items() if f"%({name})s" in sql}
 
 
 def run_day_query(
-    cursor: Any, sql: str, day: dt.date, *, timezone: str, last_processed_time: str | None = None
+    cursor: Any,
+    sql: str,
+    day: dt.date,
+    *,
+    timezone: str,
+    last_processed_time: str | None = None,
+    updated_since: str | None = None,
 ) -> list[str]:
     """Run the site's query for ``day`` on a DB-API ``cursor``, the session in the site's zone
     (:data:`SITE_TIME_ZONE_SQL`); return the names of its columns (the rows are the cursor's).
@@ -107,5 +121,7 @@ def run_day_query(
     The daily run and ``platemask check`` both run it here, so the check tries what the run does.
     """
     cursor.execute(SITE_TIME_ZONE_SQL, {"timezone": timezone})
-    cursor.execute(sql, query_parameters(sql, day, last_processed_time=last_processed_time))
+    cursor.execute(
+        sql, query_parameters(sql, day, last_processed_time=last_processed_time, updated_since=updated_since)
+    )
     return [column[0] for column in cursor.description or ()]

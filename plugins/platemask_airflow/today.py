@@ -58,7 +58,7 @@ def plan(sql_file: Path, date: str | None, *, run_id: str) -> DayPlan:
 
 def _plan(sql_file: Path, tracking: DayTracking, settings: Settings) -> DayPlan:
     rows = fetch_day_uploads(
-        sql_file, tracking.day, timezone=settings.timezone, last_processed_time=since(tracking.read_today_mark())
+        sql_file, tracking.day, timezone=settings.timezone, updated_since=since(tracking.read_today_mark())
     )
     return plan_today(
         rows,

@@ -20,18 +20,22 @@ def fetch_day_uploads(
     *,
     timezone: str,
     last_processed_time: str | None = None,
+    updated_since: str | None = None,
     conn_id: str = "upload_db",
 ) -> list[dict[str, Any]]:
     """Run the site's query (a file, so sites adapt it without Python) for one site-local day.
 
     The query gets ``day_start``/``day_end`` (site-local, end exclusive) and the tracking file's
-    ``last_processed_time`` (NULL on a first run) and returns ``file_id, car_id, file_path,
+    ``last_processed_time`` (NULL on a first run), ``updated_since`` (NULL but for a same-day
+    run: only rows updated after it) and returns ``file_id, car_id, file_path,
     branch_no, updated_at``. The session runs in the site's ``timezone``, so the day is the
     site's whether the columns are ``timestamp`` or ``timestamptz``.
     """
     sql = sql_file.read_text(encoding="utf-8")
     with closing(connect_upload_db(conn_id)) as conn, closing(conn.cursor()) as cursor:
-        columns = run_day_query(cursor, sql, day, timezone=timezone, last_processed_time=last_processed_time)
+        columns = run_day_query(
+            cursor, sql, day, timezone=timezone, last_processed_time=last_processed_time, updated_since=updated_since
+        )
         return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
 
 

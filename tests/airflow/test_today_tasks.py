@@ -14,7 +14,7 @@ from platemask.tracking import DayTracking
 from platemask_airflow.today import finish, plan
 
 DAY = dt.date(2026, 2, 3)
-SQL = Path(__file__).parents[2] / "include" / "sql" / "today_uploads.sql"
+SQL = Path(__file__).parents[2] / "include" / "sql" / "day_uploads.sql"
 
 
 @pytest.fixture

@@ -50,7 +50,12 @@ def test_the_query_gets_only_the_parameters_it_uses() -> None:
     assert query_parameters(incremental, day)["last_processed_time"] is None
 
 
-def test_the_shipped_query_reads_the_whole_day() -> None:
-    """Its grouping and order run on a real PostgreSQL in tests/e2e/test_daily.py."""
+def test_the_shipped_query_reads_the_whole_day_unless_a_same_day_run_asks_for_changes() -> None:
+    """Its grouping, order and ``updated_since`` run on a real PostgreSQL in tests/e2e (daily, today)."""
     sql = UPLOADS_SQL.read_text(encoding="utf-8")
-    assert set(query_parameters(sql, dt.date(2026, 2, 3))) == {"day_start", "day_end"}
+    assert query_parameters(sql, dt.date(2026, 2, 3)) == {
+        "day_start": dt.datetime(2026, 2, 3),
+        "day_end": dt.datetime(2026, 2, 4),
+        "updated_since": None,  # NULL: the whole day
+    }
+    assert query_parameters(sql, dt.date(2026, 2, 3), updated_since="2026-02-03T12:00:00")["updated_since"]
