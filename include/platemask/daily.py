@@ -52,6 +52,7 @@ __all__ = [
     "plan_day",
     "process_cars",
     "publish_review",
+    "records_of_this_run",
     "take_same_day",
     "target_day",
 ]
@@ -259,9 +260,7 @@ def finish_day(tracking: DayTracking, *, skipped: int, refused: int = 0, run_id:
     at = stamp(site_now(tracking.timezone))
     with tracking.update() as doc:
         processed = doc["processed"]
-        run_keys = [key for part in tracking.parts() for key in part.get("records", {})]
-        run_records = [processed[key] for key in run_keys]
-        mark_incomplete(run_records, at)
+        run_keys, run_records = records_of_this_run(tracking, doc, at)
         mine = set(run_keys)
         run_records += [r for r in take_same_day(doc, run_id) if str(r["file_id"]) not in mine]
         # Every car of the day, not only this run's: a run that died after its car tasks and
@@ -269,6 +268,15 @@ def finish_day(tracking: DayTracking, *, skipped: int, refused: int = 0, run_id:
         mark_cars_done(processed.values(), _cars_with_verified(processed.values()), at)
         doc["quality"] = asdict(quality_of(processed.values()))  # the whole day's figures
     return summarise_run(tracking.day, run_records, skipped=skipped, refused=refused, quality=quality_of(run_records))
+
+
+def records_of_this_run(tracking: DayTracking, doc: dict[str, Any], at: str) -> tuple[list[str], list[Record]]:
+    """The file ids and records this run's car tasks worked on (their parts, merged into ``doc`` by
+    ``tracking.update()``), a photo still unfinished marked as such."""
+    keys = [key for part in tracking.parts() for key in part.get("records", {})]
+    records = [doc["processed"][key] for key in keys]
+    mark_incomplete(records, at)
+    return keys, records
 
 
 def take_same_day(doc: dict[str, Any], run_id: str | None) -> list[Record]:

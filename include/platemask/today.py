@@ -25,9 +25,9 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from platemask.daily import SAME_DAY, DayPlan, plan_day
+from platemask.daily import SAME_DAY, DayPlan, plan_day, records_of_this_run
 from platemask.notify import DaySummary, summarise_run
-from platemask.tracking import DayTracking, mark_incomplete, site_now, stamp
+from platemask.tracking import DayTracking, site_now, stamp
 
 __all__ = ["OVERLAP", "advance", "finish_today", "new_rows", "plan_today", "since"]
 
@@ -86,10 +86,7 @@ def finish_today(tracking: DayTracking, *, refused: int = 0) -> DaySummary:
     """
     at = stamp(site_now(tracking.timezone))
     with tracking.update() as doc:
-        processed = doc["processed"]
-        run_keys = [key for part in tracking.parts() for key in part.get("records", {})]
-        run_records = [processed[key] for key in run_keys]
-        mark_incomplete(run_records, at)
+        run_keys, run_records = records_of_this_run(tracking, doc, at)
         state = doc.setdefault(SAME_DAY, {})
         state["unreported"] = list(dict.fromkeys([*state.get("unreported", []), *run_keys]))
     return summarise_run(tracking.day, run_records, skipped=0, refused=refused)
