@@ -30,21 +30,19 @@ from typing import TYPE_CHECKING
 
 import pendulum
 from airflow.sdk import CronDataIntervalTimetable, Param, TaskInstance, TriggerRule, dag, task
-from airflow.sdk.exceptions import AirflowTaskTimeout
 
-from platemask.config import car_tasks, car_timeout, day_timeout, site_timezone
+from platemask.config import day_timeout, site_timezone
+from platemask_airflow.car_tasks import mask_each_car
 from platemask_airflow.errors import FailedPhotos, NothingToFinish
 from platemask_airflow.notifiers import RUN_TIMEOUT_TEXT, ChatworkNotifier
-from platemask_airflow.operators import PlateMaskOperator
 
 if TYPE_CHECKING:  # the task modules load at run time only: parsing stays free of model code
     from platemask_airflow.daily import DayResult
 
 SITE_TIMEZONE = site_timezone()  # PLATEMASK_TIMEZONE: whose calendar days are the site's days
 UPLOADS_SQL = Path(__file__).parents[1] / "include" / "sql" / "day_uploads.sql"
-CAR_TASKS = car_tasks()  # PLATEMASK_CAR_TASKS: car tasks at once, every run and worker together
-# Nothing hangs forever: a hung car task is killed and retried, a stuck run makes way for the next day.
-CAR_TIMEOUT = car_timeout()  # PLATEMASK_CAR_TIMEOUT minutes per car of a task
+# Nothing hangs forever: a hung car task is killed and retried (mask_each_car), a stuck run makes
+# way for the next day.
 DAY_TIMEOUT = day_timeout()  # PLATEMASK_DAY_TIMEOUT minutes
 # plan_uploads and finish_day take about 10 s each on a 150,000-photo day (make bench-scale).
 DAY_TASK_TIMEOUT = dt.timedelta(minutes=30)
@@ -123,21 +121,7 @@ def plate_masking_daily() -> None:
         # return value of a multiple_outputs task), be alerted a second time and retried.
         return finish(ti.xcom_pull(task_ids="plan_uploads", key="counts"), run_id=ti.run_id)
 
-    plan = plan_uploads()
-    masked = PlateMaskOperator.partial(
-        task_id="mask_car",
-        day=plan["day"],
-        max_active_tis_per_dag=CAR_TASKS,
-        map_index_template="{{ car_label }}",
-        execution_timeout=CAR_TIMEOUT,
-        on_failure_callback=ChatworkNotifier.task_failed("a car's photos are not all masked"),
-        # A hung car is news at once, not after its last retry.
-        on_retry_callback=ChatworkNotifier.task_failed(
-            f"a car task ran past its {CAR_TIMEOUT} timeout and was stopped; it is retried",
-            only=(AirflowTaskTimeout,),
-        ),
-    ).expand(car_ids=plan)
-    masked >> finish_day()
+    mask_each_car(plan_uploads()) >> finish_day()
 
 
 plate_masking_daily()

@@ -36,20 +36,18 @@ from typing import TYPE_CHECKING
 import pendulum
 from airflow.sdk import DeltaTriggerTimetable, Param, TaskInstance, TriggerRule, dag, task
 
-from platemask.config import car_tasks, car_timeout, site_timezone, today_every
+from platemask.config import site_timezone, today_every
+from platemask_airflow.car_tasks import mask_each_car
 from platemask_airflow.errors import FailedPhotos
 from platemask_airflow.notifiers import ChatworkNotifier
-from platemask_airflow.operators import PlateMaskOperator
 
 if TYPE_CHECKING:  # the task modules load at run time only: parsing stays free of model code
     from platemask_airflow.today import TodayResult
 
 SITE_TIMEZONE = site_timezone()  # PLATEMASK_TIMEZONE: whose calendar day is today
-UPLOADS_SQL = (
-    Path(__file__).parents[1] / "include" / "sql" / "day_uploads.sql"
-)  # with updated_since: recent changes only
+# The daily run's query, given updated_since: only the rows changed since the last same-day run.
+UPLOADS_SQL = Path(__file__).parents[1] / "include" / "sql" / "day_uploads.sql"
 EVERY = today_every()  # PLATEMASK_TODAY_EVERY minutes; None (0): never by itself
-CAR_TIMEOUT = car_timeout()
 TASK_TIMEOUT = dt.timedelta(minutes=30)
 # Hours of uploads at once (the site back after an outage) still fit; a stuck run makes way.
 RUN_TIMEOUT = dt.timedelta(hours=3)
@@ -103,15 +101,7 @@ def plate_masking_today() -> None:
         return finish(ti.xcom_pull(task_ids="plan_today", key="counts"), run_id=ti.run_id)
 
     plan = plan_today()
-    masked = PlateMaskOperator.partial(
-        task_id="mask_car",
-        day=plan["day"],
-        max_active_tis_per_dag=car_tasks(),
-        map_index_template="{{ car_label }}",
-        execution_timeout=CAR_TIMEOUT,
-        on_failure_callback=ChatworkNotifier.task_failed("a car's photos are not all masked"),
-    ).expand(car_ids=plan)
-    masked >> finish_today()
+    mask_each_car(plan) >> finish_today()
 
 
 plate_masking_today()

@@ -79,6 +79,9 @@ def test_today_shape(dagbag: DagBag) -> None:
     masks, daily_masks = dag.task_dict["mask_car"], daily.task_dict["mask_car"]
     assert type(masks) is type(daily_masks) and masks.map_index_template == daily_masks.map_index_template
     assert masks.max_active_tis_per_dag == daily_masks.max_active_tis_per_dag
+    assert masks.execution_timeout == daily_masks.execution_timeout
+    for mapped in (masks, daily_masks):  # a hung car is news at once in both
+        assert [type(c).__name__ for c in mapped.on_retry_callback] == ["ChatworkNotifier"]
     car_ids = masks.expand_input.value["car_ids"]
     assert (car_ids.operator.task_id, car_ids.key) == ("plan_today", "return_value")
     assert (masks.partial_kwargs["day"].operator.task_id, masks.partial_kwargs["day"].key) == ("plan_today", "day")
