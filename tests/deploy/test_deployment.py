@@ -35,6 +35,8 @@ import pytest
 from docker.utils.build import PatternMatcher
 from dockerfile_parse import DockerfileParser
 
+from platemask.config import VARIABLES
+
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yaml"
 DOCKERFILE = ROOT / "Dockerfile"
@@ -74,16 +76,6 @@ _SECRET_NAME = re.compile(r"(_KEY|_KEY_ID|SECRET|PASSWORD|TOKEN)$|^AIRFLOW_CONN_
 
 
 # --- what the code reads -------------------------------------------------------------------
-
-
-def _variables() -> dict[str, str]:
-    """``platemask.config.VARIABLES`` of this checkout."""
-    include = str(ROOT / "include")
-    if include not in sys.path:
-        sys.path.insert(0, include)
-    from platemask.config import VARIABLES
-
-    return VARIABLES
 
 
 def _python_sources() -> Iterator[Path]:
@@ -190,7 +182,7 @@ def _connection_variables() -> set[str]:
 
 def required_variables() -> set[str]:
     """Everything the deployment must provide and document."""
-    return set(_variables()) | _connection_variables() | AWS_VARIABLES | {"AIRFLOW_CONN_AWS_DEFAULT"}
+    return set(VARIABLES) | _connection_variables() | AWS_VARIABLES | {"AIRFLOW_CONN_AWS_DEFAULT"}
 
 
 # --- the deployment files, as Docker's own parsers read them -----------------------------------
@@ -402,7 +394,7 @@ def test_every_environment_read_is_a_documented_setting():
     undocumented = {
         name: sorted(files)
         for name, files in _code_env_reads().items()
-        if name not in _variables() and name not in NOT_SETTINGS
+        if name not in VARIABLES and name not in NOT_SETTINGS
     }
     assert not undocumented, f"add these to platemask.config.VARIABLES (and .env.example): {undocumented}"
 
@@ -413,7 +405,7 @@ def test_every_documented_setting_is_used_by_the_code():
     used: set[str] = set()
     for path in _python_sources():
         used |= _string_literals_outside_variables(path.read_text(encoding="utf-8"))
-    assert set(_variables()) - used == set()
+    assert set(VARIABLES) - used == set()
 
 
 def test_site_database_connection_is_derived_from_the_code():
@@ -916,9 +908,6 @@ def test_runtime_target_never_installs_torch_or_ultralytics():
 
 def test_runtime_target_copies_the_model_files_from_the_build_stage():
     """What `platemask prepare-model` wrote in the build stage lands where the runtime looks for it."""
-    include = str(ROOT / "include")
-    if include not in sys.path:
-        sys.path.insert(0, include)
     from platemask.detect import prepared_model_dir
 
     # prepare-model writes under the Python environment's prefix (the image's VIRTUAL_ENV).
